@@ -1,0 +1,1 @@
+//! Block directories in Prometheus format. (being written)
