@@ -24,7 +24,10 @@ pub struct Label {
 
 impl Label {
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { name: name.into(), value: value.into() }
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -75,7 +78,9 @@ fn get_str<'a>(buf: &'a [u8], pos: &mut usize) -> &'a str {
 impl Labels {
     /// The empty label set.
     pub fn empty() -> Self {
-        Self { buf: Arc::from(Vec::new()) }
+        Self {
+            buf: Arc::from(Vec::new()),
+        }
     }
 
     /// Builds a set from pairs in any order. When a name repeats, the last
@@ -95,18 +100,26 @@ impl Labels {
         let mut buf = Vec::new();
         let mut prev: Option<&str> = None;
         for (n, v) in pairs {
-            debug_assert!(prev.is_none_or(|p| p < n), "labels not sorted or not unique");
+            debug_assert!(
+                prev.is_none_or(|p| p < n),
+                "labels not sorted or not unique"
+            );
             prev = Some(n);
             put_uvarint(&mut buf, n.len());
             buf.extend_from_slice(n.as_bytes());
             put_uvarint(&mut buf, v.len());
             buf.extend_from_slice(v.as_bytes());
         }
-        Self { buf: Arc::from(buf) }
+        Self {
+            buf: Arc::from(buf),
+        }
     }
 
     pub fn iter(&self) -> LabelsIter<'_> {
-        LabelsIter { buf: &self.buf, pos: 0 }
+        LabelsIter {
+            buf: &self.buf,
+            pos: 0,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -158,7 +171,11 @@ impl Labels {
 
     /// This set without the given label names.
     pub fn without(&self, names: &[&str]) -> Labels {
-        Labels::from_sorted(self.iter().filter(|l| !names.contains(&l.name)).map(|l| (l.name, l.value)))
+        Labels::from_sorted(
+            self.iter()
+                .filter(|l| !names.contains(&l.name))
+                .map(|l| (l.name, l.value)),
+        )
     }
 
     /// A stable 64-bit hash of the set (FNV-1a over `name 0xff value 0xff`),
@@ -166,7 +183,14 @@ impl Labels {
     pub fn stable_hash(&self) -> u64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for l in self.iter() {
-            for &b in l.name.as_bytes().iter().chain(&[0xff]).chain(l.value.as_bytes()).chain(&[0xff]) {
+            for &b in l
+                .name
+                .as_bytes()
+                .iter()
+                .chain(&[0xff])
+                .chain(l.value.as_bytes())
+                .chain(&[0xff])
+            {
                 h ^= b as u64;
                 h = h.wrapping_mul(0x0000_0100_0000_01b3);
             }
@@ -295,7 +319,10 @@ impl LabelsBuilder {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn build(&self) -> Labels {
@@ -359,7 +386,10 @@ mod tests {
     #[test]
     fn without_removes_names() {
         let l = Labels::new([("a", "1"), ("replica", "x"), ("z", "2")]);
-        assert_eq!(l.without(&["replica"]), Labels::new([("a", "1"), ("z", "2")]));
+        assert_eq!(
+            l.without(&["replica"]),
+            Labels::new([("a", "1"), ("z", "2")])
+        );
     }
 
     #[test]

@@ -49,17 +49,30 @@ impl Matcher {
         let name = name.into();
         let value = value.into();
         let (regex, set) = match op {
-            MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
-                (Some(compile_anchored(&value)?), literal_alternatives(&value))
-            }
+            MatchOp::RegexMatch | MatchOp::RegexNoMatch => (
+                Some(compile_anchored(&value)?),
+                literal_alternatives(&value),
+            ),
             _ => (None, None),
         };
-        Ok(Self { op, name, value, regex, set })
+        Ok(Self {
+            op,
+            name,
+            value,
+            regex,
+            set,
+        })
     }
 
     /// `name="value"`, which cannot fail.
     pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { op: MatchOp::Equal, name: name.into(), value: value.into(), regex: None, set: None }
+        Self {
+            op: MatchOp::Equal,
+            name: name.into(),
+            value: value.into(),
+            regex: None,
+            set: None,
+        }
     }
 
     pub fn matches(&self, v: &str) -> bool {
@@ -75,7 +88,10 @@ impl Matcher {
         if let Some(set) = &self.set {
             return set.iter().any(|s| s == v);
         }
-        self.regex.as_ref().expect("regex matchers always hold a compiled regex").is_match(v)
+        self.regex
+            .as_ref()
+            .expect("regex matchers always hold a compiled regex")
+            .is_match(v)
     }
 
     /// Whether a series without this label (value "") matches.
@@ -87,7 +103,10 @@ impl Matcher {
     pub fn exact_values(&self) -> Option<Vec<&str>> {
         match self.op {
             MatchOp::Equal => Some(vec![self.value.as_str()]),
-            MatchOp::RegexMatch => self.set.as_ref().map(|s| s.iter().map(String::as_str).collect()),
+            MatchOp::RegexMatch => self
+                .set
+                .as_ref()
+                .map(|s| s.iter().map(String::as_str).collect()),
             _ => None,
         }
     }
@@ -118,7 +137,13 @@ pub fn compile_anchored(pattern: &str) -> Result<Regex> {
     let translated = translate_go_classes(pattern);
     Regex::new(&format!("^(?s:{translated})$")).map_err(|e| Error::InvalidRegex {
         pattern: pattern.to_string(),
-        reason: e.to_string().lines().last().unwrap_or("invalid").trim().to_string(),
+        reason: e
+            .to_string()
+            .lines()
+            .last()
+            .unwrap_or("invalid")
+            .trim()
+            .to_string(),
     })
 }
 
@@ -186,7 +211,9 @@ fn translate_go_classes(pattern: &str) -> String {
 
 /// `a|b|c` made only of literal characters: the alternatives.
 fn literal_alternatives(pattern: &str) -> Option<Vec<String>> {
-    const META: &[char] = &['\\', '.', '+', '*', '?', '(', ')', '[', ']', '{', '}', '^', '$'];
+    const META: &[char] = &[
+        '\\', '.', '+', '*', '?', '(', ')', '[', ']', '{', '}', '^', '$',
+    ];
     if pattern.contains(META) {
         return None;
     }
@@ -245,7 +272,10 @@ mod tests {
 
     #[test]
     fn literal_sets_are_detected() {
-        assert_eq!(m(MatchOp::RegexMatch, "a|b").exact_values(), Some(vec!["a", "b"]));
+        assert_eq!(
+            m(MatchOp::RegexMatch, "a|b").exact_values(),
+            Some(vec!["a", "b"])
+        );
         assert_eq!(m(MatchOp::RegexMatch, "a.*").exact_values(), None);
     }
 

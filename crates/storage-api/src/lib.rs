@@ -3,16 +3,16 @@
 //!
 //! A [`Queryable`] answers `select` with series sorted by labels, each with
 //! its chunks in time order (chunks may overlap when data came from several
-//! blocks; [`SeriesSamples`] merges them), plus label names and values.
+//! blocks; [`ChunkSamples`] merges them), plus label names and values.
 
 pub mod error;
 pub mod series;
 
 pub use error::{Error, Result};
-pub use series::{Series, SeriesChunk, SeriesSamples};
+pub use series::{ChunkSamples, Series, SeriesChunk};
 
 use async_trait::async_trait;
-use hearth_model::{Matcher, Timestamp};
+use hearth_model::{Labels, Matcher, Sample, Timestamp};
 
 /// What a select asks for beyond the matchers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,12 @@ pub struct SelectHints {
 
 impl SelectHints {
     pub fn new(mint: Timestamp, maxt: Timestamp) -> Self {
-        Self { mint, maxt, skip_chunks: false, limit: 0 }
+        Self {
+            mint,
+            maxt,
+            skip_chunks: false,
+            limit: 0,
+        }
     }
 
     pub fn series_only(mut self) -> Self {
@@ -62,7 +67,12 @@ pub trait Queryable: Send + Sync {
 
     /// Label names of series matching `matchers` (all series when empty) in
     /// the range, sorted and unique.
-    async fn label_names(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Result<LabelsResult>;
+    async fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<LabelsResult>;
 
     /// Values of label `name` over series matching `matchers` in the range,
     /// sorted and unique.
@@ -73,4 +83,28 @@ pub trait Queryable: Send + Sync {
         mint: Timestamp,
         maxt: Timestamp,
     ) -> Result<LabelsResult>;
+}
+
+/// One series' samples in a write: the unit remote write and scrapes append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSamples {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+/// What an accepted write did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AppendStats {
+    pub samples_appended: usize,
+    /// Samples equal to one already stored (same time, same value bits).
+    pub duplicates_dropped: usize,
+    pub series_created: usize,
+}
+
+/// Something that accepts writes. A write is all or nothing: on any
+/// rejected sample nothing of it is stored and the error says which
+/// ([`Error::BadRequest`]); on success every sample is durable.
+#[async_trait]
+pub trait Appendable: Send + Sync {
+    async fn append(&self, batch: Vec<SeriesSamples>) -> Result<AppendStats>;
 }

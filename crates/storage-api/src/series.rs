@@ -33,28 +33,42 @@ impl Series {
     /// overlapping chunks merged (one sample per timestamp, the first
     /// chunk's wins).
     pub fn samples(&self, mint: Timestamp, maxt: Timestamp) -> Result<Vec<Sample>> {
-        SeriesSamples::new(&self.chunks, mint, maxt).collect()
+        ChunkSamples::new(&self.chunks, mint, maxt).collect()
     }
 }
 
 /// Decodes a series' chunks into samples within a range, merging overlaps.
-pub struct SeriesSamples {
+pub struct ChunkSamples {
     samples: std::vec::IntoIter<Sample>,
     error: Option<Error>,
 }
 
-impl SeriesSamples {
+impl ChunkSamples {
     pub fn new(chunks: &[SeriesChunk], mint: Timestamp, maxt: Timestamp) -> Self {
         match decode_merged(chunks, mint, maxt) {
-            Ok(s) => Self { samples: s.into_iter(), error: None },
-            Err(e) => Self { samples: Vec::new().into_iter(), error: Some(e) },
+            Ok(s) => Self {
+                samples: s.into_iter(),
+                error: None,
+            },
+            Err(e) => Self {
+                samples: Vec::new().into_iter(),
+                error: Some(e),
+            },
         }
     }
 }
 
-fn decode_chunk(c: &SeriesChunk, mint: Timestamp, maxt: Timestamp, out: &mut Vec<Sample>) -> Result<()> {
+fn decode_chunk(
+    c: &SeriesChunk,
+    mint: Timestamp,
+    maxt: Timestamp,
+    out: &mut Vec<Sample>,
+) -> Result<()> {
     if c.encoding != Encoding::Xor {
-        return Err(Error::Corrupt(format!("unsupported chunk encoding {:?}", c.encoding)));
+        return Err(Error::Corrupt(format!(
+            "unsupported chunk encoding {:?}",
+            c.encoding
+        )));
     }
     for s in XorIterator::new(&c.data) {
         let s = s.map_err(|e| Error::Corrupt(e.to_string()))?;
@@ -90,7 +104,7 @@ fn decode_merged(chunks: &[SeriesChunk], mint: Timestamp, maxt: Timestamp) -> Re
     Ok(out)
 }
 
-impl Iterator for SeriesSamples {
+impl Iterator for ChunkSamples {
     type Item = Result<Sample>;
 
     fn next(&mut self) -> Option<Result<Sample>> {
@@ -124,9 +138,17 @@ mod tests {
     fn merges_overlapping_chunks_and_clips_range() {
         let s = Series::new(
             Labels::new([("a", "b")]),
-            vec![chunk(&[(1, 1.0), (3, 3.0), (5, 5.0)]), chunk(&[(2, 2.0), (3, 9.0), (6, 6.0)])],
+            vec![
+                chunk(&[(1, 1.0), (3, 3.0), (5, 5.0)]),
+                chunk(&[(2, 2.0), (3, 9.0), (6, 6.0)]),
+            ],
         );
-        let got: Vec<(i64, f64)> = s.samples(2, 5).unwrap().iter().map(|s| (s.t, s.v)).collect();
+        let got: Vec<(i64, f64)> = s
+            .samples(2, 5)
+            .unwrap()
+            .iter()
+            .map(|s| (s.t, s.v))
+            .collect();
         assert_eq!(got, vec![(2, 2.0), (3, 3.0), (5, 5.0)]);
     }
 }

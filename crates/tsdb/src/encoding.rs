@@ -21,7 +21,9 @@ impl Encbuf {
     }
 
     pub fn with_capacity(n: usize) -> Self {
-        Self { buf: Vec::with_capacity(n) }
+        Self {
+            buf: Vec::with_capacity(n),
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -6,8 +6,12 @@
 //! of it and answers queries over head and blocks.
 
 pub mod block;
+pub mod compact;
+pub mod db;
 pub mod encoding;
 pub mod error;
+pub mod head;
+pub mod postings;
 pub mod wal;
 
 pub use error::{Error, Result};

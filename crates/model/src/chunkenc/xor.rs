@@ -11,6 +11,9 @@ use crate::{Error, Result, Sample, Timestamp};
 #[derive(Debug, Clone)]
 pub struct XorChunk {
     stream: BitWriter,
+    /// The encoder's state after the last sample; `None` until recovered
+    /// for a chunk read from bytes.
+    state: Option<AppendState>,
 }
 
 impl Default for XorChunk {
@@ -25,15 +28,23 @@ impl XorChunk {
         let mut w = BitWriter::new();
         w.write_byte(0);
         w.write_byte(0);
-        Self { stream: w }
+        Self {
+            stream: w,
+            state: Some(AppendState::default()),
+        }
     }
 
     /// Wraps stored chunk bytes. They are checked lazily, by iteration.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
         if bytes.len() < 2 {
-            return Err(Error::CorruptChunk("xor chunk shorter than its header".into()));
+            return Err(Error::CorruptChunk(
+                "xor chunk shorter than its header".into(),
+            ));
         }
-        Ok(Self { stream: BitWriter::from_bytes(bytes, 0) })
+        Ok(Self {
+            stream: BitWriter::from_bytes(bytes, 0),
+            state: None,
+        })
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -53,16 +64,48 @@ impl XorChunk {
         XorIterator::new(self.stream.bytes())
     }
 
-    /// An appender positioned after the last sample. For a chunk read from
-    /// bytes, the samples are decoded once to recover the encoder's state.
+    /// An appender positioned after the last sample.
     pub fn appender(&mut self) -> Result<XorAppender<'_>> {
+        self.recover_state()?;
+        Ok(XorAppender { chunk: self })
+    }
+
+    /// Appends one sample. For a chunk read from bytes, the first append
+    /// decodes the samples once to recover the encoder's state.
+    #[inline]
+    pub fn append(&mut self, t: Timestamp, v: f64) -> Result<()> {
+        self.recover_state()?;
+        let n = self.num_samples();
+        if n == u16::MAX as usize {
+            return Err(Error::ChunkFull("xor chunk holds 65535 samples".into()));
+        }
+        let s = self.state.as_mut().expect("state recovered above");
+        encode_sample(&mut self.stream, s, n, t, v);
+        let count = (n + 1) as u16;
+        self.stream.bytes_mut()[..2].copy_from_slice(&count.to_be_bytes());
+        Ok(())
+    }
+
+    /// The last sample's timestamp and value, if any.
+    pub fn last(&mut self) -> Result<Option<(Timestamp, f64)>> {
+        self.recover_state()?;
+        let s = self.state.as_ref().expect("state recovered above");
+        Ok((self.num_samples() > 0).then_some((s.t, s.v)))
+    }
+
+    fn recover_state(&mut self) -> Result<()> {
+        if self.state.is_some() {
+            return Ok(());
+        }
         let mut state = AppendState::default();
         let n = self.num_samples();
         if n > 0 {
             let mut it = self.iter();
             let mut prev_t = 0;
             for i in 0..n {
-                let s = it.next().ok_or_else(|| Error::CorruptChunk("fewer samples than header".into()))??;
+                let s = it
+                    .next()
+                    .ok_or_else(|| Error::CorruptChunk("fewer samples than header".into()))??;
                 if i > 0 {
                     state.t_delta = (s.t as u64).wrapping_sub(prev_t as u64);
                 }
@@ -72,18 +115,18 @@ impl XorChunk {
             }
             state.leading = it.leading;
             state.trailing = it.trailing;
-            // The stream's free bits are the bits the iterator did not consume
-            // in the last byte.
+            // The bits the iterator did not consume in the last byte are free.
             let used_bits = it.reader_pos();
             let total = self.stream.bytes().len() * 8;
-            let free = (total - used_bits) as u8;
+            let free = total - used_bits;
             if free >= 8 {
                 return Err(Error::CorruptChunk("xor chunk has trailing bytes".into()));
             }
             let bytes = std::mem::take(self.stream.bytes_mut());
-            self.stream = BitWriter::from_bytes(bytes, free);
+            self.stream = BitWriter::from_bytes(bytes, free as u8);
         }
-        Ok(XorAppender { chunk: self, state })
+        self.state = Some(state);
+        Ok(())
     }
 }
 
@@ -98,7 +141,13 @@ struct AppendState {
 
 impl Default for AppendState {
     fn default() -> Self {
-        Self { t: 0, v: 0.0, t_delta: 0, leading: 0xff, trailing: 0 }
+        Self {
+            t: 0,
+            v: 0.0,
+            t_delta: 0,
+            leading: 0xff,
+            trailing: 0,
+        }
     }
 }
 
@@ -106,65 +155,60 @@ impl Default for AppendState {
 /// encoding itself tolerates anything (wrapping arithmetic).
 pub struct XorAppender<'a> {
     chunk: &'a mut XorChunk,
-    state: AppendState,
 }
 
 impl XorAppender<'_> {
     pub fn append(&mut self, t: Timestamp, v: f64) -> Result<()> {
-        let n = self.chunk.num_samples();
-        if n == u16::MAX as usize {
-            return Err(Error::ChunkFull("xor chunk holds 65535 samples".into()));
-        }
-        let s = &mut self.state;
-        let w = &mut self.chunk.stream;
-        match n {
-            0 => {
-                let mut buf = [0u8; 10];
-                let len = put_varint(&mut buf, t);
-                for &b in &buf[..len] {
-                    w.write_byte(b);
-                }
-                w.write_bits(v.to_bits(), 64);
-            }
-            1 => {
-                let delta = (t as u64).wrapping_sub(s.t as u64);
-                let mut buf = [0u8; 10];
-                let len = put_uvarint(&mut buf, delta);
-                for &b in &buf[..len] {
-                    w.write_byte(b);
-                }
-                write_xor_value(w, s.v, v, &mut s.leading, &mut s.trailing);
-                s.t_delta = delta;
-            }
-            _ => {
-                let delta = (t as u64).wrapping_sub(s.t as u64);
-                let dod = delta.wrapping_sub(s.t_delta) as i64;
-                if dod == 0 {
-                    w.write_bit(false);
-                } else if bit_range(dod, 14) {
-                    w.write_bits(0b10, 2);
-                    w.write_bits(dod as u64, 14);
-                } else if bit_range(dod, 17) {
-                    w.write_bits(0b110, 3);
-                    w.write_bits(dod as u64, 17);
-                } else if bit_range(dod, 20) {
-                    w.write_bits(0b1110, 4);
-                    w.write_bits(dod as u64, 20);
-                } else {
-                    w.write_bits(0b1111, 4);
-                    w.write_bits(dod as u64, 64);
-                }
-                write_xor_value(w, s.v, v, &mut s.leading, &mut s.trailing);
-                s.t_delta = delta;
-            }
-        }
-        s.t = t;
-        s.v = v;
-        let bytes = self.chunk.stream.bytes_mut();
-        let count = (n + 1) as u16;
-        bytes[..2].copy_from_slice(&count.to_be_bytes());
-        Ok(())
+        self.chunk.append(t, v)
     }
+}
+
+/// Writes sample number `n` (0-based) of a chunk.
+#[inline]
+fn encode_sample(w: &mut BitWriter, s: &mut AppendState, n: usize, t: Timestamp, v: f64) {
+    match n {
+        0 => {
+            let mut buf = [0u8; 10];
+            let len = put_varint(&mut buf, t);
+            for &b in &buf[..len] {
+                w.write_byte(b);
+            }
+            w.write_bits(v.to_bits(), 64);
+        }
+        1 => {
+            let delta = (t as u64).wrapping_sub(s.t as u64);
+            let mut buf = [0u8; 10];
+            let len = put_uvarint(&mut buf, delta);
+            for &b in &buf[..len] {
+                w.write_byte(b);
+            }
+            write_xor_value(w, s.v, v, &mut s.leading, &mut s.trailing);
+            s.t_delta = delta;
+        }
+        _ => {
+            let delta = (t as u64).wrapping_sub(s.t as u64);
+            let dod = delta.wrapping_sub(s.t_delta) as i64;
+            if dod == 0 {
+                w.write_bit(false);
+            } else if bit_range(dod, 14) {
+                w.write_bits(0b10, 2);
+                w.write_bits(dod as u64, 14);
+            } else if bit_range(dod, 17) {
+                w.write_bits(0b110, 3);
+                w.write_bits(dod as u64, 17);
+            } else if bit_range(dod, 20) {
+                w.write_bits(0b1110, 4);
+                w.write_bits(dod as u64, 20);
+            } else {
+                w.write_bits(0b1111, 4);
+                w.write_bits(dod as u64, 64);
+            }
+            write_xor_value(w, s.v, v, &mut s.leading, &mut s.trailing);
+            s.t_delta = delta;
+        }
+    }
+    s.t = t;
+    s.v = v;
 }
 
 /// Whether `x` fits the asymmetric `n`-bit range `[-(2^(n-1) - 1), 2^(n-1)]`.
@@ -232,7 +276,10 @@ pub struct XorIterator<'a> {
 impl<'a> XorIterator<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
         let (total, body) = if bytes.len() >= 2 {
-            (u16::from_be_bytes([bytes[0], bytes[1]]) as usize, &bytes[2..])
+            (
+                u16::from_be_bytes([bytes[0], bytes[1]]) as usize,
+                &bytes[2..],
+            )
         } else {
             (0, &bytes[..0])
         };
@@ -271,7 +318,11 @@ impl<'a> XorIterator<'a> {
         }
         let sig = 64 - self.leading as u32 - self.trailing as u32;
         let bits = self.reader.read_bits(sig)?;
-        let x = if self.trailing >= 64 { 0 } else { bits << self.trailing };
+        let x = if self.trailing >= 64 {
+            0
+        } else {
+            bits << self.trailing
+        };
         self.v = f64::from_bits(self.v.to_bits() ^ x);
         Ok(())
     }
@@ -333,7 +384,9 @@ impl Iterator for XorIterator<'_> {
         if self.failed {
             self.failed = false;
             self.total = 0;
-            return Some(Err(Error::CorruptChunk("xor chunk shorter than its header".into())));
+            return Some(Err(Error::CorruptChunk(
+                "xor chunk shorter than its header".into(),
+            )));
         }
         if self.read >= self.total {
             return None;
@@ -396,8 +449,26 @@ mod tests {
             f64::MIN_POSITIVE / 2.0,
         ];
         let dods: [i64; 20] = [
-            0, 1, -1, 8192, -8191, 8193, -8192, 65536, -65535, 65537, -65536, 524288, -524287,
-            524289, -524288, 1_000_000_000, -1_000_000_000, 3, 0, 7,
+            0,
+            1,
+            -1,
+            8192,
+            -8191,
+            8193,
+            -8192,
+            65536,
+            -65535,
+            65537,
+            -65536,
+            524288,
+            -524287,
+            524289,
+            -524288,
+            1_000_000_000,
+            -1_000_000_000,
+            3,
+            0,
+            7,
         ];
         let mut samples = vec![(-5_000i64, 0.5), (-4_000, 0.25)];
         let mut delta = 1000i64;
@@ -417,7 +488,9 @@ mod tests {
 
     #[test]
     fn appender_resumes_a_chunk_read_from_bytes() {
-        let all: Vec<(i64, f64)> = (0..50).map(|i| (i * 15_000 + (i % 3), (i as f64).sin())).collect();
+        let all: Vec<(i64, f64)> = (0..50)
+            .map(|i| (i * 15_000 + (i % 3), (i as f64).sin()))
+            .collect();
         let first = encode(&all[..17]);
         let mut resumed = XorChunk::from_bytes(first.into_bytes()).unwrap();
         let mut a = resumed.appender().unwrap();

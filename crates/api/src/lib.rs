@@ -1,0 +1,115 @@
+//! Hearth's Prometheus-compatible HTTP API.
+//!
+//! [`router`] serves remote write, the metadata endpoints (`series`,
+//! `labels`, `label/<name>/values`), health and readiness probes and the
+//! process's own metrics, over any [`Queryable`] and [`Appendable`]. It
+//! knows nothing of the engines behind them.
+
+pub mod error;
+pub mod json;
+pub mod metadata;
+pub mod metrics;
+pub mod params;
+pub mod remote_write;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use hearth_storage_api::{Appendable, Queryable};
+
+pub use error::{ApiError, ApiResult, ErrorType};
+pub use metrics::ApiMetrics;
+
+/// A clock returning milliseconds since the epoch; injected for tests.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    })
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The component's name in probe answers (`Hearth standalone`).
+    pub component: &'static str,
+    pub queryable: Arc<dyn Queryable>,
+    /// `None` when this server does not accept remote writes.
+    pub appendable: Option<Arc<dyn Appendable>>,
+    pub ready: Arc<AtomicBool>,
+    pub metrics: Arc<ApiMetrics>,
+    /// The process registry served on `/metrics`.
+    pub registry: Arc<prometheus_client::registry::Registry>,
+    pub clock: Clock,
+}
+
+impl ApiState {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// The routes of this crate. Other crates merge theirs (PromQL, UI) in.
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/write", post(remote_write::handle))
+        .route("/api/v1/receive", post(remote_write::handle))
+        .route(
+            "/api/v1/series",
+            get(metadata::series).post(metadata::series),
+        )
+        .route(
+            "/api/v1/labels",
+            get(metadata::labels).post(metadata::labels),
+        )
+        .route("/api/v1/label/{name}/values", get(metadata::label_values))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            readiness_gate,
+        ));
+    Router::new()
+        .merge(api)
+        .route("/-/healthy", get(healthy).head(healthy))
+        .route("/-/ready", get(ready).head(ready))
+        .route("/metrics", get(metrics::handle))
+        .layer(tower_http::compression::CompressionLayer::new())
+        .with_state(state)
+}
+
+async fn readiness_gate(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !state.is_ready() {
+        return not_ready();
+    }
+    next.run(req).await
+}
+
+fn not_ready() -> Response {
+    let mut r = (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response();
+    r.headers_mut()
+        .insert("X-Prometheus-Stopping", HeaderValue::from_static("false"));
+    r
+}
+
+async fn healthy(axum::extract::State(state): axum::extract::State<ApiState>) -> Response {
+    format!("{} is Healthy.\n", state.component).into_response()
+}
+
+async fn ready(axum::extract::State(state): axum::extract::State<ApiState>) -> Response {
+    if !state.is_ready() {
+        return not_ready();
+    }
+    format!("{} is Ready.\n", state.component).into_response()
+}

@@ -1,0 +1,428 @@
+//! The streaming parser: [`Parser`] reads one entry at a time from a byte
+//! slice, borrowing names and texts from it.
+//!
+//! The grammar of each format is a hand-written scanner equivalent to
+//! Prometheus's lexers (`promlex.l`, `openmetricslex.l`) and parsers
+//! (`promparse.go`, `openmetricsparse.go`), in `parser/text.rs` and
+//! `parser/openmetrics.rs`; what they share (names, quoted strings, values,
+//! building a series, errors) lives here. Line numbers are computed only when
+//! an error is reported.
+
+mod openmetrics;
+mod scratch;
+mod text;
+
+use hearth_model::NORMAL_NAN_BITS;
+
+use crate::entry::{Entry, Exemplar, Format};
+use crate::error::{Error, Result};
+use crate::family::Families;
+use crate::float::parse_value;
+use crate::MetricType;
+
+use scratch::{Escapes, LabelScratch, Text};
+
+/// A streaming parser of one exposition.
+///
+/// Yields entries in input order; stops after the first error (every later
+/// call returns `None`), after the end of a text exposition, and after an
+/// OpenMetrics `# EOF`.
+///
+/// ```
+/// use hearth_exposition::{Entry, Format, Parser};
+///
+/// let body = b"# TYPE up gauge\nup{job=\"node\"} 1\n";
+/// let mut series = 0;
+/// for entry in Parser::new(body, Format::Text004) {
+///     if let Entry::Series { labels, value, .. } = entry? {
+///         assert_eq!(labels.get("job"), Some("node"));
+///         assert_eq!(value, 1.0);
+///         series += 1;
+///     }
+/// }
+/// assert_eq!(series, 1);
+/// # Ok::<(), hearth_exposition::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Parser<'a> {
+    input: &'a [u8],
+    /// The longest prefix of the input that is valid UTF-8, validated once so
+    /// that names and values inside it need no validation of their own.
+    valid: &'a str,
+    /// Where the next entry starts.
+    pos: usize,
+    format: Format,
+    finished: bool,
+    /// Where the entry being parsed starts, for error context.
+    line_start: usize,
+    series: LabelScratch<'a>,
+    exemplar: LabelScratch<'a>,
+    families: Families,
+}
+
+/// Which label scratch a label list goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Series,
+    Exemplar,
+}
+
+impl<'a> Parser<'a> {
+    /// A parser of `input` in `format`, as lenient as Prometheus's.
+    pub fn new(input: &'a [u8], format: Format) -> Self {
+        let valid = match std::str::from_utf8(input) {
+            Ok(valid) => valid,
+            Err(e) => std::str::from_utf8(&input[..e.valid_up_to()])
+                .expect("the input is valid UTF-8 up to valid_up_to"),
+        };
+        Self {
+            input,
+            valid,
+            pos: 0,
+            format,
+            finished: false,
+            line_start: 0,
+            series: LabelScratch::default(),
+            exemplar: LabelScratch::default(),
+            families: Families::new(false),
+        }
+    }
+
+    /// Also enforces the OpenMetrics 1.0 rules on families that Prometheus
+    /// does not check (see [`crate::family`]'s list), reporting violations as
+    /// [`Error::NotConformant`]. Has no effect on the text format.
+    pub fn strict(mut self) -> Self {
+        self.families = Families::new(self.format == Format::OpenMetrics);
+        self
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// The next entry, `Ok(None)` at the end.
+    pub fn next_entry(&mut self) -> Result<Option<Entry<'a>>> {
+        if self.finished {
+            return Ok(None);
+        }
+        let next = match self.format {
+            Format::Text004 => self.next_text(),
+            Format::OpenMetrics => self.next_openmetrics(),
+        };
+        if !matches!(next, Ok(Some(ref e)) if !matches!(e, Entry::Eof)) {
+            self.finished = true;
+        }
+        next
+    }
+
+    fn scratch(&mut self, target: Target) -> &mut LabelScratch<'a> {
+        match target {
+            Target::Series => &mut self.series,
+            Target::Exemplar => &mut self.exemplar,
+        }
+    }
+
+    /// The 1-based line of byte `at`.
+    fn line_of(&self, at: usize) -> usize {
+        let at = at.min(self.input.len());
+        memchr::memchr_iter(b'\n', &self.input[..at]).count() + 1
+    }
+
+    fn line(&self) -> usize {
+        self.line_of(self.line_start)
+    }
+
+    /// The entry's text up to and including the token at `at`, quoted, at
+    /// most 64 bytes (the end kept).
+    fn context(&self, at: usize) -> String {
+        let end = token_end(self.input, at);
+        let start = self.line_start.max(end.saturating_sub(64)).min(end);
+        let ellipsis = if start > self.line_start { "…" } else { "" };
+        format!(
+            "{ellipsis}{:?}",
+            String::from_utf8_lossy(&self.input[start..end])
+        )
+    }
+
+    /// "expected {expected}, got {token at `at`}".
+    fn unexpected(&self, expected: &'static str, at: usize) -> Error {
+        let got = if at >= self.input.len() {
+            "end of input".to_string()
+        } else {
+            format!(
+                "{:?}",
+                String::from_utf8_lossy(&self.input[at..token_end(self.input, at)])
+            )
+        };
+        Error::Unexpected {
+            line: self.line_of(at),
+            expected,
+            got,
+            context: self.context(at),
+        }
+    }
+
+    /// `input[start..end]` as text, or an error naming `what` when it is not
+    /// valid UTF-8.
+    #[inline]
+    fn utf8(&self, start: usize, end: usize, what: &'static str) -> Result<&'a str> {
+        if let Some(s) = self.valid.get(start..end) {
+            return Ok(s);
+        }
+        let bytes = &self.input[start..end];
+        std::str::from_utf8(bytes).map_err(|_| Error::InvalidUtf8 {
+            line: self.line_of(start),
+            what,
+            text: String::from_utf8_lossy(bytes).into_owned(),
+        })
+    }
+
+    /// `input[start..end]`, a scanned name or number, which is ASCII.
+    #[inline]
+    fn ascii(&self, start: usize, end: usize) -> &'a str {
+        match self.valid.get(start..end) {
+            Some(s) => s,
+            None => std::str::from_utf8(&self.input[start..end]).expect("scanned names are ASCII"),
+        }
+    }
+
+    /// The quoted string `input[start..end]` (quotes included), validated and
+    /// unescaped into `target`'s scratch when it has escapes.
+    fn quoted(
+        &mut self,
+        target: Target,
+        start: usize,
+        end: usize,
+        escaped: bool,
+        what: &'static str,
+    ) -> Result<Text<'a>> {
+        let raw = self.utf8(start + 1, end - 1, what)?;
+        Ok(if escaped {
+            self.scratch(target).unescape(raw, Escapes::Label)
+        } else {
+            Text::Input(raw)
+        })
+    }
+
+    /// A quoted metric name in a metadata line, unescaped.
+    fn quoted_family(
+        &self,
+        start: usize,
+        end: usize,
+        escaped: bool,
+    ) -> Result<std::borrow::Cow<'a, str>> {
+        let raw = self.utf8(start + 1, end - 1, "metric name")?;
+        Ok(if escaped {
+            let mut s = String::with_capacity(raw.len());
+            scratch::unescape_into(&mut s, raw, Escapes::Label);
+            std::borrow::Cow::Owned(s)
+        } else {
+            std::borrow::Cow::Borrowed(raw)
+        })
+    }
+
+    /// A sample or exemplar value; any NaN becomes the normal NaN.
+    fn value(&self, bytes: &[u8], at: usize, what: &'static str) -> Result<f64> {
+        match parse_value(bytes) {
+            Ok(v) if v.is_nan() => Ok(f64::from_bits(NORMAL_NAN_BITS)),
+            Ok(v) => Ok(v),
+            Err(reason) => Err(Error::InvalidFloat {
+                line: self.line_of(at),
+                what,
+                text: String::from_utf8_lossy(bytes).into_owned(),
+                reason,
+            }),
+        }
+    }
+
+    /// Builds the series entry from the scratch: family type, `le`/`quantile`
+    /// normalisation, sorting, duplicate check.
+    fn finish_series(
+        &mut self,
+        name: Text<'a>,
+        value: f64,
+        timestamp: Option<i64>,
+        exemplar: Option<(f64, Option<i64>)>,
+    ) -> Result<Entry<'a>> {
+        let exemplar = match exemplar {
+            Some((value, timestamp)) => {
+                let labels = self.exemplar.build().map_err(|name| self.duplicate(name))?;
+                Some(Exemplar {
+                    labels,
+                    value,
+                    timestamp,
+                })
+            }
+            None => None,
+        };
+        self.series.set_metric_name(name);
+        let metric_name = self.series.get(name);
+        let metric_type = self
+            .families
+            .on_series(metric_name, exemplar.as_ref().map(|e| &e.labels))
+            .map_err(|message| Error::NotConformant {
+                line: self.line(),
+                message,
+            })?;
+        match metric_type {
+            MetricType::Histogram => self.series.normalize_floats("le"),
+            MetricType::Summary => self.series.normalize_floats("quantile"),
+            _ => {}
+        }
+        let labels = self.series.build().map_err(|name| self.duplicate(name))?;
+        Ok(Entry::Series {
+            labels,
+            value,
+            timestamp,
+            exemplar,
+            metric_type,
+        })
+    }
+
+    fn duplicate(&self, name: String) -> Error {
+        Error::DuplicateLabelName {
+            line: self.line(),
+            name,
+        }
+    }
+
+    fn metric_name_not_set(&self, at: usize) -> Error {
+        Error::MetricNameNotSet {
+            line: self.line_of(at),
+            context: self.context(at),
+        }
+    }
+
+    fn metric_name_already_set(&self, at: usize) -> Error {
+        Error::MetricNameAlreadySet {
+            line: self.line_of(at),
+            context: self.context(at),
+        }
+    }
+
+    fn empty_name(&self, what: &'static str, at: usize) -> Error {
+        Error::EmptyName {
+            line: self.line_of(at),
+            what,
+            context: self.context(at),
+        }
+    }
+}
+
+impl<'a> Iterator for Parser<'a> {
+    type Item = Result<Entry<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_entry().transpose()
+    }
+}
+
+impl std::iter::FusedIterator for Parser<'_> {}
+
+/// Byte classes of the name grammars.
+const fn class_table(extra: &[u8], digits: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphabetic() || (digits && b.is_ascii_digit());
+        c += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+/// `[a-zA-Z_:]`, `[a-zA-Z0-9_:]`, `[a-zA-Z_]`, `[a-zA-Z0-9_]`.
+static METRIC_START: [bool; 256] = class_table(b"_:", false);
+static METRIC_CHAR: [bool; 256] = class_table(b"_:", true);
+static LABEL_START: [bool; 256] = class_table(b"_", false);
+static LABEL_CHAR: [bool; 256] = class_table(b"_", true);
+
+fn is_metric_start(c: u8) -> bool {
+    METRIC_START[c as usize]
+}
+
+fn is_label_start(c: u8) -> bool {
+    LABEL_START[c as usize]
+}
+
+/// The end of the legacy metric name starting at `start`.
+fn scan_metric_name(b: &[u8], start: usize) -> usize {
+    b[start..]
+        .iter()
+        .position(|&c| !METRIC_CHAR[c as usize])
+        .map_or(b.len(), |n| start + n)
+}
+
+/// The end of the legacy label name starting at `start`.
+fn scan_label_name(b: &[u8], start: usize) -> usize {
+    b[start..]
+        .iter()
+        .position(|&c| !LABEL_CHAR[c as usize])
+        .map_or(b.len(), |n| start + n)
+}
+
+fn is_blank(c: u8) -> bool {
+    c == b' ' || c == b'\t'
+}
+
+fn skip_blanks(b: &[u8], pos: &mut usize) {
+    while *pos < b.len() && is_blank(b[*pos]) {
+        *pos += 1;
+    }
+}
+
+/// Scans the quoted string at `b[start] == '"'`: `"(\\.|[^\\"])*"`, where
+/// `.` is any byte but LF, and raw LF inside the quotes is allowed only in
+/// the text format. Returns the end (after the closing quote) and whether it
+/// has backslashes, or `None` when the string is not terminated validly.
+fn scan_quoted(b: &[u8], start: usize, allow_newline: bool) -> Option<(usize, bool)> {
+    let mut i = start + 1;
+    let mut escaped = false;
+    loop {
+        let rest = &b[i..];
+        let off = if allow_newline {
+            memchr::memchr2(b'"', b'\\', rest)
+        } else {
+            memchr::memchr3(b'"', b'\\', b'\n', rest)
+        }?;
+        i += off;
+        match b[i] {
+            b'"' => return Some((i + 1, escaped)),
+            b'\\' => match b.get(i + 1) {
+                None | Some(b'\n') => return None,
+                Some(_) => {
+                    escaped = true;
+                    i += 2;
+                }
+            },
+            _ => return None,
+        }
+    }
+}
+
+/// The end of the token at `at`, for error messages: one delimiter, or a
+/// run of other bytes up to the next delimiter (at most 32 bytes).
+fn token_end(b: &[u8], at: usize) -> usize {
+    if at >= b.len() {
+        return b.len();
+    }
+    let is_delimiter = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b',' | b'{' | b'}' | b'=' | b'"');
+    if is_delimiter(b[at]) {
+        return at + 1;
+    }
+    let mut end = at + 1;
+    while end < b.len() && end - at < 32 && !is_delimiter(b[end]) {
+        end += 1;
+    }
+    end
+}

@@ -1,0 +1,52 @@
+//! The `hearth` binary: one subcommand per component. Only this crate knows
+//! every component; each subcommand lives in its own module.
+
+mod flags;
+mod standalone;
+mod tools;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hearth",
+    version,
+    about = "A horizontally scalable, Prometheus-compatible monitoring system"
+)]
+struct Cli {
+    /// Log filter, e.g. `info` or `hearth_tsdb=debug`.
+    #[arg(
+        long = "log.level",
+        env = "HEARTH_LOG",
+        default_value = "info",
+        global = true
+    )]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything in one process on a local directory: TSDB, remote write and the HTTP API.
+    Standalone(standalone::Args),
+    /// Offline tools: backfill blocks from OpenMetrics.
+    Tools(tools::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log_level)?)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Standalone(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(standalone::run(args))
+        }
+        Command::Tools(args) => tools::run(args),
+    }
+}

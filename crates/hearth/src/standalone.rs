@@ -1,0 +1,204 @@
+//! `hearth standalone`: the TSDB, remote write and the HTTP API in one
+//! process on a local directory.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hearth_api::{ApiMetrics, ApiState};
+use hearth_tsdb::db::{default_max_block_duration, Db, DbOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::flags;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Base path for metrics storage.
+    #[arg(
+        long = "storage.tsdb.path",
+        env = "HEARTH_STORAGE_PATH",
+        default_value = "data/"
+    )]
+    storage_path: std::path::PathBuf,
+    /// Address to listen on for the API and UI.
+    #[arg(
+        long = "web.listen-address",
+        env = "HEARTH_LISTEN_ADDRESS",
+        default_value = "0.0.0.0:9090"
+    )]
+    listen_address: SocketAddr,
+    /// How long to retain samples in storage (Prometheus duration; 0 = no time retention).
+    #[arg(long = "storage.tsdb.retention.time", default_value = "15d", value_parser = flags::duration_ms)]
+    retention_time: i64,
+    /// Maximum number of bytes of blocks to keep (`512MB`, `0` = no size retention).
+    #[arg(long = "storage.tsdb.retention.size", default_value = "0", value_parser = flags::bytes)]
+    retention_size: u64,
+    /// Minimum duration of a data block before being persisted (also the head chunk range).
+    #[arg(long = "storage.tsdb.min-block-duration", default_value = "2h", value_parser = flags::duration_ms)]
+    min_block_duration: i64,
+    /// Maximum duration compacted blocks may span (default: 10% of retention time, at most 31d).
+    #[arg(long = "storage.tsdb.max-block-duration", value_parser = flags::duration_ms)]
+    max_block_duration: Option<i64>,
+    /// fsync the WAL before acknowledging writes (survives power loss, not only a crash).
+    #[arg(long = "storage.tsdb.wal-fsync", default_value_t = false)]
+    wal_fsync: bool,
+    /// Compress WAL records with Snappy.
+    #[arg(long = "storage.tsdb.wal-compression", default_value_t = true, action = clap::ArgAction::Set)]
+    wal_compression: bool,
+    /// How often to check whether the head can be compacted into a block.
+    #[arg(long = "storage.tsdb.compaction-interval", default_value = "1m", value_parser = flags::duration_ms, hide = true)]
+    compaction_interval: i64,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let opts = DbOptions {
+        min_block_duration: args.min_block_duration,
+        max_block_duration: args.max_block_duration.unwrap_or_else(|| {
+            default_max_block_duration(args.retention_time).max(args.min_block_duration)
+        }),
+        retention_time: args.retention_time,
+        retention_size: args.retention_size,
+        wal_fsync: args.wal_fsync,
+        wal_compression: args.wal_compression,
+        ..DbOptions::default()
+    };
+    let ready = Arc::new(AtomicBool::new(false));
+    let mut registry = prometheus_client::registry::Registry::default();
+    // Filled below once the storage is open.
+    let metrics = Arc::new(ApiMetrics::new(&mut registry));
+
+    let listener = tokio::net::TcpListener::bind(args.listen_address)
+        .await
+        .with_context(|| format!("listen on {}", args.listen_address))?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+
+    let path = args.storage_path.clone();
+    let db = tokio::task::spawn_blocking(move || Db::open(&path, opts))
+        .await?
+        .with_context(|| format!("open storage at {}", args.storage_path.display()))?;
+    let db = Arc::new(db);
+
+    registry.register_collector(Box::new(TsdbCollector(db.clone())));
+    let state = ApiState {
+        component: "Hearth standalone",
+        queryable: db.clone(),
+        appendable: Some(db.clone()),
+        ready: ready.clone(),
+        metrics,
+        registry: Arc::new(registry),
+        clock: hearth_api::system_clock(),
+    };
+    let app = hearth_api::router(state);
+    ready.store(true, std::sync::atomic::Ordering::Release);
+
+    let shutdown = CancellationToken::new();
+    let compactor = tokio::spawn(compaction_loop(
+        db.clone(),
+        Duration::from_millis(args.compaction_interval.max(100) as u64),
+        shutdown.clone(),
+    ));
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+    let server_shutdown = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+        .await
+        .context("serve HTTP")?;
+    shutdown.cancel();
+    compactor.await?;
+    db.close().context("close storage")?;
+    Ok(())
+}
+
+/// The TSDB's gauges, read at scrape time.
+struct TsdbCollector(Arc<Db>);
+
+impl std::fmt::Debug for TsdbCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TsdbCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for TsdbCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let head = self.0.head();
+        let blocks = self.0.blocks();
+        let gauges: [(&str, &str, i64); 4] = [
+            (
+                "hearth_tsdb_head_series",
+                "Series in the head",
+                head.num_series() as i64,
+            ),
+            (
+                "hearth_tsdb_head_min_time_ms",
+                "Smallest sample time in the head",
+                if head.is_empty() { 0 } else { head.min_time() },
+            ),
+            (
+                "hearth_tsdb_head_max_time_ms",
+                "Largest sample time in the head",
+                if head.is_empty() { 0 } else { head.max_time() },
+            ),
+            (
+                "hearth_tsdb_blocks_loaded",
+                "Persisted blocks loaded",
+                blocks.len() as i64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let g = ConstGauge::new(value);
+            let e = encoder.encode_descriptor(name, help, None, g.metric_type())?;
+            g.encode(e)?;
+        }
+        Ok(())
+    }
+}
+
+async fn compaction_loop(db: Arc<Db>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let db = db.clone();
+        match tokio::task::spawn_blocking(move || db.compact()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "compaction failed"),
+            Err(e) => tracing::error!(error = %e, "compaction task panicked"),
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,33 @@
+//! Hearth's protobuf messages and the remote-write request decoder.
+//!
+//! The messages are generated at build time from the workspace's `proto/`
+//! directory (see `build.rs`; no `protoc` needed):
+//!
+//! * [`prometheus`]: package `prometheus`, remote write 1.0
+//!   ([`prometheus::WriteRequest`]) and remote read
+//!   ([`prometheus::ReadRequest`], [`prometheus::ChunkedReadResponse`], ...).
+//! * [`write_v2`]: package `io.prometheus.write.v2`, remote write 2.0
+//!   ([`write_v2::Request`]).
+//!
+//! [`remote_write`] turns a receiver's request body into Hearth's model
+//! (`hearth_model::Labels`, `hearth_model::Sample`) with Prometheus 3's
+//! validation rules, and encodes requests for senders and tests. Each proto
+//! package gets one module here; StoreAPI and raft messages will follow the
+//! same pattern.
+
+pub mod error;
+pub mod remote_write;
+
+pub use error::{RemoteWriteError, Result};
+
+/// Package `prometheus`: remote write 1.0 and remote read messages.
+#[allow(clippy::all, missing_docs)]
+pub mod prometheus {
+    include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
+}
+
+/// Package `io.prometheus.write.v2`: remote write 2.0 messages.
+#[allow(clippy::all, missing_docs)]
+pub mod write_v2 {
+    include!(concat!(env!("OUT_DIR"), "/io.prometheus.write.v2.rs"));
+}

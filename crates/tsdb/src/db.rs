@@ -1,0 +1,666 @@
+//! The database: a data directory with a WAL, a head and persisted blocks.
+//!
+//! Writes are all-or-nothing batches: every sample is checked first, then
+//! the batch is logged to the WAL, then applied to the head, and only then
+//! acknowledged. At startup the WAL is replayed into a fresh head, so a
+//! crash at any moment loses nothing that was acknowledged.
+//!
+//! [`Db::compact`] cuts the head into blocks once it spans more than 1.5
+//! block ranges, truncates the head and the WAL behind them, merges blocks
+//! by Prometheus's leveled plan and applies retention.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use hearth_model::{Labels, Matcher, Timestamp};
+use hearth_storage_api::{
+    AppendStats, Appendable, LabelsResult, Queryable, SelectHints, Series, SeriesSamples, SeriesSet,
+};
+use parking_lot::{Mutex, RwLock};
+
+use crate::block::{Block, BlockCompaction, BlockWriter};
+use crate::head::{AppendCheck, Head, MemSeries};
+use crate::wal::record::{Record, RefSample, RefSeries};
+use crate::wal::{Wal, WalOptions, WalReader};
+use crate::{compact, Error, Result};
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Options of a database, named after Prometheus's flags.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// `--storage.tsdb.min-block-duration`: block range and head chunk range.
+    pub min_block_duration: i64,
+    /// `--storage.tsdb.max-block-duration`: the largest compacted block.
+    pub max_block_duration: i64,
+    /// `--storage.tsdb.retention.time` in milliseconds (0 = none).
+    pub retention_time: i64,
+    /// `--storage.tsdb.retention.size` in bytes (0 = none).
+    pub retention_size: u64,
+    pub wal_segment_size: u64,
+    pub wal_compression: bool,
+    /// fsync the WAL before acknowledging (power-loss durability; a process
+    /// crash loses nothing either way).
+    pub wal_fsync: bool,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        let retention = 15 * 24 * HOUR_MS;
+        Self {
+            min_block_duration: 2 * HOUR_MS,
+            max_block_duration: default_max_block_duration(retention),
+            retention_time: retention,
+            retention_size: 0,
+            wal_segment_size: 128 << 20,
+            wal_compression: true,
+            wal_fsync: false,
+        }
+    }
+}
+
+/// Prometheus's default: 10 % of the retention time, at most 31 days.
+pub fn default_max_block_duration(retention: i64) -> i64 {
+    if retention <= 0 {
+        return 31 * 24 * HOUR_MS;
+    }
+    (retention / 10).min(31 * 24 * HOUR_MS)
+}
+
+/// A Prometheus-compatible TSDB in one directory.
+pub struct Db {
+    dir: PathBuf,
+    opts: DbOptions,
+    head: Head,
+    wal: Wal,
+    blocks: RwLock<Vec<Arc<Block>>>,
+    /// Held shared by appends from check to apply and exclusively by head
+    /// compaction while it raises the head's lower bound.
+    append_gate: RwLock<()>,
+    /// One compaction at a time.
+    compact_lock: Mutex<()>,
+    /// WAL series refs from replay that map to another head series id, so
+    /// that checkpoints keep their records while their samples are kept.
+    wal_aliases: Mutex<HashMap<u64, u64>>,
+}
+
+impl Db {
+    /// Opens (or creates) the database in `dir` and replays its WAL.
+    pub fn open(dir: impl AsRef<Path>, opts: DbOptions) -> Result<Db> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(Error::io("create data dir", &dir))?;
+        remove_tmp_dirs(&dir)?;
+        let blocks = load_blocks(&dir)?;
+        let head = Head::new(opts.min_block_duration);
+        if let Some(max) = blocks.iter().map(|b| b.meta().max_time).max() {
+            head.set_min_valid_time(max);
+        }
+        let wal_dir = dir.join("wal");
+        let wal = Wal::open(
+            &wal_dir,
+            WalOptions {
+                segment_size: opts.wal_segment_size,
+                compress: opts.wal_compression,
+                fsync_on_log: opts.wal_fsync,
+            },
+        )?;
+        let db = Db {
+            dir,
+            opts,
+            head,
+            wal,
+            blocks: RwLock::new(blocks),
+            append_gate: RwLock::new(()),
+            compact_lock: Mutex::new(()),
+            wal_aliases: Mutex::new(HashMap::new()),
+        };
+        db.replay_wal(&wal_dir)?;
+        Ok(db)
+    }
+
+    fn replay_wal(&self, wal_dir: &Path) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut refs: HashMap<u64, Arc<MemSeries>> = HashMap::new();
+        let mut aliases = HashMap::new();
+        let (mut samples, mut skipped) = (0u64, 0u64);
+        let min_valid = self.head.min_valid_time();
+        let mut reader = WalReader::open(wal_dir)?;
+        while let Some(rec) = reader.next_record()? {
+            match Record::decode(rec)? {
+                Record::Series(series) => {
+                    for s in series {
+                        let (m, _) = self.head.get_or_create_with_id(&s.labels, s.ref_);
+                        if m.id != s.ref_ {
+                            aliases.insert(s.ref_, m.id);
+                        }
+                        refs.insert(s.ref_, m);
+                    }
+                }
+                Record::Samples(list) => {
+                    for s in list {
+                        let Some(m) = refs.get(&s.ref_) else {
+                            skipped += 1;
+                            continue;
+                        };
+                        if s.t < min_valid {
+                            skipped += 1;
+                            continue;
+                        }
+                        match self.head.append(m, s.t, s.v) {
+                            Ok(_) => samples += 1,
+                            Err(_) => skipped += 1,
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        *self.wal_aliases.lock() = aliases;
+        tracing::info!(
+            series = self.head.num_series(),
+            samples,
+            skipped,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "WAL replay completed"
+        );
+        Ok(())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn options(&self) -> &DbOptions {
+        &self.opts
+    }
+
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// The persisted blocks, oldest first.
+    pub fn blocks(&self) -> Vec<Arc<Block>> {
+        self.blocks.read().clone()
+    }
+
+    /// Appends a batch, all or nothing. On success every sample is in the
+    /// WAL (handed to the OS, and fsynced with `wal_fsync`) and the head.
+    pub fn append_batch(&self, batch: &[SeriesSamples]) -> Result<AppendStats> {
+        let _gate = self.append_gate.read();
+        let min_valid = self.head.append_min_valid();
+        let mut stats = AppendStats::default();
+        // Check every sample before anything is written.
+        for s in batch {
+            if s.labels.is_empty() {
+                return Err(Error::InvalidSeries {
+                    series: "{}".into(),
+                    reason: "empty label set".into(),
+                });
+            }
+            let existing = self.head.get(&s.labels);
+            let mut last = None;
+            for x in &s.samples {
+                if x.t < min_valid {
+                    return Err(sample_error(Error::OutOfBounds, &s.labels, x.t));
+                }
+                let check = match &existing {
+                    Some(m) => m.check(x.t, x.v, last),
+                    None => head_check_new(last, x.t, x.v),
+                };
+                match check.map_err(|e| sample_error(e, &s.labels, x.t))? {
+                    AppendCheck::Append => last = Some((x.t, x.v.to_bits())),
+                    AppendCheck::Duplicate => {}
+                }
+            }
+        }
+        // Log, then apply.
+        let mut new_series = Vec::new();
+        let mut ref_samples = Vec::new();
+        let mut targets = Vec::with_capacity(batch.len());
+        for s in batch {
+            let (m, created) = self.head.get_or_create(&s.labels);
+            if created || !m.is_logged() {
+                new_series.push(RefSeries {
+                    ref_: m.id,
+                    labels: s.labels.clone(),
+                });
+            }
+            if created {
+                stats.series_created += 1;
+            }
+            for x in &s.samples {
+                ref_samples.push(RefSample {
+                    ref_: m.id,
+                    t: x.t,
+                    v: x.v,
+                });
+            }
+            targets.push(m);
+        }
+        let mut records: Vec<Vec<u8>> = Vec::with_capacity(2);
+        if !new_series.is_empty() {
+            records.push(Record::Series(new_series).encode());
+        }
+        if !ref_samples.is_empty() {
+            records.push(Record::Samples(ref_samples).encode());
+        }
+        let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        self.wal.log(&refs)?;
+        for (s, m) in batch.iter().zip(&targets) {
+            m.mark_logged();
+            for x in &s.samples {
+                match self.head.append(m, x.t, x.v) {
+                    Ok(true) => stats.samples_appended += 1,
+                    Ok(false) => stats.duplicates_dropped += 1,
+                    // A concurrent writer got there first; the WAL holds the
+                    // sample and replay resolves it the same way.
+                    Err(e) => return Err(sample_error(e, &s.labels, x.t)),
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Cuts blocks from the head while it is compactable, then runs leveled
+    /// compaction and retention. Returns the blocks written.
+    pub fn compact(&self) -> Result<Vec<String>> {
+        let _one = self.compact_lock.lock();
+        let mut written = Vec::new();
+        loop {
+            let (hmin, hmax) = (self.head.min_time(), self.head.max_time());
+            if self.head.is_empty() || hmin == i64::MAX {
+                break;
+            }
+            let range = self.opts.min_block_duration;
+            if hmax - hmin <= range / 2 * 3 {
+                break;
+            }
+            let maxt = crate::head::range_for_timestamp(hmin, range);
+            if let Some(id) = self.cut_head_block(hmin, maxt)? {
+                written.push(id);
+            }
+        }
+        written.extend(self.compact_blocks()?);
+        self.apply_retention()?;
+        Ok(written)
+    }
+
+    /// Persists `[mint, maxt)` of the head as a block, then truncates the
+    /// head and the WAL behind it.
+    fn cut_head_block(&self, mint: Timestamp, maxt: Timestamp) -> Result<Option<String>> {
+        {
+            // No append in flight may still add a sample below maxt.
+            let _gate = self.append_gate.write();
+            self.head.set_min_valid_time(maxt);
+        }
+        let series = self.head.series_for_block(mint, maxt);
+        let mut id = None;
+        if !series.is_empty() {
+            let ulid = ulid::Ulid::new();
+            let mut w = BlockWriter::new(&self.dir, ulid, mint, maxt)?;
+            for s in &series {
+                w.add_series(&s.labels, &s.chunks)?;
+            }
+            let meta = w.finish(BlockCompaction {
+                level: 1,
+                sources: vec![ulid],
+                ..BlockCompaction::default()
+            })?;
+            let block = Arc::new(Block::open(self.dir.join(meta.ulid.to_string()))?);
+            let mut blocks = self.blocks.write();
+            blocks.push(block);
+            blocks.sort_by_key(|b| b.meta().min_time);
+            id = Some(meta.ulid.to_string());
+            tracing::info!(block = %meta.ulid, mint, maxt, series = series.len(), "head block written");
+        }
+        self.head.truncate(maxt);
+        self.truncate_wal(maxt)?;
+        Ok(id)
+    }
+
+    /// Checkpoints the WAL up to a fresh segment, keeping the series still
+    /// in the head and the samples at or after `mint`.
+    fn truncate_wal(&self, mint: Timestamp) -> Result<()> {
+        let new_segment = self.wal.next_segment()?;
+        let (first, _) = self.wal.segments();
+        if new_segment == 0 || first >= new_segment {
+            return Ok(());
+        }
+        let alive = self.head.series_ids();
+        let aliases = self.wal_aliases.lock().clone();
+        let keep =
+            |r: u64| alive.contains(&r) || aliases.get(&r).is_some_and(|id| alive.contains(id));
+        crate::wal::checkpoint(self.wal.dir(), first, new_segment - 1, keep, mint)?;
+        self.wal.truncate(new_segment)?;
+        Ok(())
+    }
+
+    fn compact_blocks(&self) -> Result<Vec<String>> {
+        let mut written = Vec::new();
+        loop {
+            let blocks = self.blocks();
+            let metas: Vec<_> = blocks.iter().map(|b| b.meta().clone()).collect();
+            let ranges =
+                compact::ranges(self.opts.min_block_duration, self.opts.max_block_duration);
+            let Some(plan) = compact::plan(&metas, &ranges) else {
+                break;
+            };
+            let inputs: Vec<Arc<Block>> = blocks
+                .iter()
+                .filter(|b| plan.contains(&b.meta().ulid))
+                .cloned()
+                .collect();
+            let out = compact::merge_blocks(&self.dir, &inputs)?;
+            let mut list = self.blocks.write();
+            list.retain(|b| !plan.contains(&b.meta().ulid));
+            if let Some(meta) = &out {
+                list.push(Arc::new(Block::open(self.dir.join(meta.ulid.to_string()))?));
+                list.sort_by_key(|b| b.meta().min_time);
+                written.push(meta.ulid.to_string());
+            }
+            drop(list);
+            for b in inputs {
+                delete_block_dir(b.dir())?;
+            }
+            if out.is_none() {
+                continue;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Deletes blocks beyond the time and size retention.
+    fn apply_retention(&self) -> Result<()> {
+        let blocks = self.blocks();
+        let doomed = compact::retention_victims(
+            &blocks
+                .iter()
+                .map(|b| (b.meta().clone(), dir_size(b.dir())))
+                .collect::<Vec<_>>(),
+            self.opts.retention_time,
+            self.opts.retention_size,
+        );
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        self.blocks
+            .write()
+            .retain(|b| !doomed.contains(&b.meta().ulid));
+        for b in blocks.iter().filter(|b| doomed.contains(&b.meta().ulid)) {
+            tracing::info!(block = %b.meta().ulid, "retention: deleting block");
+            delete_block_dir(b.dir())?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the WAL to disk. Called at shutdown.
+    pub fn close(&self) -> Result<()> {
+        self.wal.sync()
+    }
+
+    /// Series over head and blocks, merged by labels, chunks in time order.
+    pub fn select_sync(&self, matchers: &[Matcher], hints: SelectHints) -> Result<Vec<Series>> {
+        let mut parts: Vec<Vec<Series>> = Vec::new();
+        for b in self.blocks().iter() {
+            let m = b.meta();
+            if m.max_time <= hints.mint || m.min_time > hints.maxt {
+                continue;
+            }
+            parts.push(b.select(matchers, hints.mint, hints.maxt, hints.skip_chunks)?);
+        }
+        parts.push(
+            self.head
+                .select(matchers, hints.mint, hints.maxt, hints.skip_chunks)?,
+        );
+        let mut merged = merge_series(parts);
+        if hints.limit > 0 {
+            merged.truncate(hints.limit);
+        }
+        Ok(merged)
+    }
+
+    pub fn label_names_sync(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<Vec<String>> {
+        let mut names = std::collections::BTreeSet::new();
+        if matchers.is_empty() {
+            names.extend(self.head.label_names());
+            for b in self.blocks().iter().filter(|b| overlaps(b, mint, maxt)) {
+                names.extend(b.label_names(&[])?);
+            }
+        } else {
+            for s in self.select_sync(matchers, SelectHints::new(mint, maxt).series_only())? {
+                names.extend(s.labels.iter().map(|l| l.name.to_string()));
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    pub fn label_values_sync(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Result<Vec<String>> {
+        let mut values = std::collections::BTreeSet::new();
+        if matchers.is_empty() {
+            use crate::postings::PostingsSource;
+            values.extend(self.head.label_values(name)?);
+            for b in self.blocks().iter().filter(|b| overlaps(b, mint, maxt)) {
+                values.extend(b.label_values(name, &[])?);
+            }
+        } else {
+            for s in self.select_sync(matchers, SelectHints::new(mint, maxt).series_only())? {
+                if let Some(v) = s.labels.get(name) {
+                    values.insert(v.to_string());
+                }
+            }
+        }
+        Ok(values.into_iter().collect())
+    }
+}
+
+fn overlaps(b: &Block, mint: Timestamp, maxt: Timestamp) -> bool {
+    b.meta().max_time > mint && b.meta().min_time <= maxt
+}
+
+/// The order check for a series not in the head yet: only the batch's own
+/// earlier samples matter.
+fn head_check_new(last: Option<(Timestamp, u64)>, t: Timestamp, v: f64) -> Result<AppendCheck> {
+    match last {
+        Some((lt, _)) if t < lt => Err(Error::OutOfOrderSample),
+        Some((lt, lv)) if t == lt => {
+            if lv == v.to_bits() {
+                Ok(AppendCheck::Duplicate)
+            } else {
+                Err(Error::DuplicateSampleForTimestamp)
+            }
+        }
+        _ => Ok(AppendCheck::Append),
+    }
+}
+
+fn sample_error(e: Error, labels: &Labels, t: Timestamp) -> Error {
+    if e.is_sample_rejection() {
+        Error::InvalidSeries {
+            series: labels.to_string(),
+            reason: format!("{e} (timestamp {t})"),
+        }
+    } else {
+        e
+    }
+}
+
+/// Merges per-source sorted series lists into one sorted list; series with
+/// equal labels get their chunks concatenated in time order.
+pub fn merge_series(parts: Vec<Vec<Series>>) -> Vec<Series> {
+    let mut parts: Vec<Vec<Series>> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+    if parts.len() == 1 {
+        return parts.pop().expect("one part");
+    }
+    let mut all: Vec<Series> = parts.into_iter().flatten().collect();
+    all.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let mut out: Vec<Series> = Vec::with_capacity(all.len());
+    for s in all {
+        match out.last_mut() {
+            Some(last) if last.labels == s.labels => last.chunks.extend(s.chunks),
+            _ => out.push(s),
+        }
+    }
+    for s in &mut out {
+        s.chunks.sort_by_key(|c| c.mint);
+    }
+    out
+}
+
+fn remove_tmp_dirs(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(Error::io("read data dir", dir))?;
+    for e in entries {
+        let e = e.map_err(Error::io("read data dir", dir))?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.ends_with(".tmp-for-creation")
+            || name.ends_with(".tmp-for-deletion")
+            || name.ends_with(".tmp")
+        {
+            let p = e.path();
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).map_err(Error::io("remove temporary dir", &p))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load_blocks(dir: &Path) -> Result<Vec<Arc<Block>>> {
+    let mut blocks = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(Error::io("read data dir", dir))?;
+    for e in entries {
+        let e = e.map_err(Error::io("read data dir", dir))?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if !crate::block::is_block_dir(&name) || !e.path().is_dir() {
+            continue;
+        }
+        if !e.path().join("meta.json").exists() {
+            tracing::warn!(block = %name, "skipping block directory without meta.json");
+            continue;
+        }
+        blocks.push(Arc::new(Block::open(e.path())?));
+    }
+    // Blocks that are parents of a loaded block were compacted already.
+    let parents: std::collections::HashSet<ulid::Ulid> = blocks
+        .iter()
+        .flat_map(|b| {
+            b.meta()
+                .compaction
+                .parents
+                .iter()
+                .map(|p| p.ulid)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let (obsolete, mut live): (Vec<_>, Vec<_>) = blocks
+        .into_iter()
+        .partition(|b| parents.contains(&b.meta().ulid) || b.meta().compaction.deletable);
+    for b in obsolete {
+        tracing::info!(block = %b.meta().ulid, "deleting obsolete block");
+        delete_block_dir(b.dir())?;
+    }
+    live.sort_by_key(|b| b.meta().min_time);
+    Ok(live)
+}
+
+/// Bytes of all files below `dir` (0 for what cannot be read).
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Deletes a block directory atomically: rename to `.tmp-for-deletion`, then
+/// remove.
+pub fn delete_block_dir(dir: &Path) -> Result<()> {
+    let mut tmp = dir.as_os_str().to_owned();
+    tmp.push(".tmp-for-deletion");
+    let tmp = PathBuf::from(tmp);
+    std::fs::rename(dir, &tmp).map_err(Error::io("rename block for deletion", dir))?;
+    std::fs::remove_dir_all(&tmp).map_err(Error::io("delete block", &tmp))?;
+    Ok(())
+}
+
+fn storage_error(e: Error) -> hearth_storage_api::Error {
+    use hearth_storage_api::Error as S;
+    match e {
+        e if e.is_sample_rejection() => S::BadRequest(e.to_string()),
+        Error::InvalidArgument(m) => S::BadRequest(m),
+        e @ (Error::Corrupt(_) | Error::CorruptBlock { .. }) => S::Corrupt(e.to_string()),
+        Error::Closed => S::Unavailable("database is closed".into()),
+        e => S::Internal(e.to_string()),
+    }
+}
+
+#[async_trait]
+impl Queryable for Db {
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        hints: SelectHints,
+    ) -> hearth_storage_api::Result<SeriesSet> {
+        let series = self.select_sync(matchers, hints).map_err(storage_error)?;
+        Ok(SeriesSet {
+            series,
+            warnings: Vec::new(),
+        })
+    }
+
+    async fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> hearth_storage_api::Result<LabelsResult> {
+        let values = self
+            .label_names_sync(matchers, mint, maxt)
+            .map_err(storage_error)?;
+        Ok(LabelsResult {
+            values,
+            warnings: Vec::new(),
+        })
+    }
+
+    async fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> hearth_storage_api::Result<LabelsResult> {
+        let values = self
+            .label_values_sync(name, matchers, mint, maxt)
+            .map_err(storage_error)?;
+        Ok(LabelsResult {
+            values,
+            warnings: Vec::new(),
+        })
+    }
+}
+
+#[async_trait]
+impl Appendable for Db {
+    async fn append(&self, batch: Vec<SeriesSamples>) -> hearth_storage_api::Result<AppendStats> {
+        self.append_batch(&batch).map_err(storage_error)
+    }
+}

@@ -1,0 +1,195 @@
+//! Shared helpers of the integration tests: start `hearth` on a free
+//! loopback port, remote-write to it, dump its storage.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hearth_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+
+pub fn hearth_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hearth"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// A running `hearth standalone`, killed when dropped.
+pub struct Standalone {
+    pub child: Child,
+    pub port: u16,
+    pub data: PathBuf,
+}
+
+impl Standalone {
+    pub fn start(data: &Path, extra: &[&str]) -> Standalone {
+        let port = free_port();
+        let log = std::fs::File::create(data.with_extension(format!("{port}.log")))
+            .expect("create log file");
+        let child = Command::new(hearth_bin())
+            .arg("standalone")
+            .arg("--storage.tsdb.path")
+            .arg(data)
+            .arg("--web.listen-address")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start hearth standalone");
+        let s = Standalone {
+            child,
+            port,
+            data: data.to_path_buf(),
+        };
+        s.wait_ready();
+        s
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let client = reqwest::blocking::Client::new();
+        while Instant::now() < deadline {
+            if let Ok(r) = client
+                .get(self.url("/-/ready"))
+                .timeout(Duration::from_secs(1))
+                .send()
+            {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "hearth standalone on port {} did not become ready",
+            self.port
+        );
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait: a graceful stop.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("hearth did not stop on SIGTERM");
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+    TimeSeries {
+        labels: labels
+            .iter()
+            .map(|(n, v)| Label {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect(),
+        samples: samples
+            .iter()
+            .map(|&(t, v)| Sample {
+                timestamp: t,
+                value: v,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+pub fn write_body(ts: Vec<TimeSeries>) -> Vec<u8> {
+    hearth_proto::remote_write::encode_write_request(&WriteRequest {
+        timeseries: ts,
+        ..Default::default()
+    })
+}
+
+/// Posts a raw remote-write body; returns the status and body text.
+pub fn post_write(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    body: Vec<u8>,
+) -> reqwest::Result<(u16, String)> {
+    let r = client
+        .post(url)
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body)
+        .timeout(Duration::from_secs(10))
+        .send()?;
+    let status = r.status().as_u16();
+    Ok((status, r.text().unwrap_or_default()))
+}
+
+/// One sample as `hearth tools tsdb dump` prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dumped {
+    pub labels: String,
+    pub t: i64,
+    pub bits: u64,
+}
+
+/// Runs `hearth tools tsdb dump DIR` and parses its lines
+/// `{labels} <value-bits-hex> <timestamp>`.
+pub fn dump(data: &Path) -> Vec<Dumped> {
+    let out = Command::new(hearth_bin())
+        .args(["tools", "tsdb", "dump", "--format", "bits"])
+        .arg(data)
+        .output()
+        .expect("run hearth tools tsdb dump");
+    assert!(
+        out.status.success(),
+        "dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8 dump")
+        .lines()
+        .map(|l| {
+            let (labels, rest) = l.rsplit_once("} ").expect("dump line has labels");
+            let mut parts = rest.split(' ');
+            let bits = u64::from_str_radix(parts.next().expect("bits"), 16).expect("hex bits");
+            let t = parts
+                .next()
+                .expect("timestamp")
+                .parse()
+                .expect("integer timestamp");
+            Dumped {
+                labels: format!("{labels}}}"),
+                t,
+                bits,
+            }
+        })
+        .collect()
+}
