@@ -84,6 +84,8 @@ pub struct Db {
     /// WAL series refs from replay that map to another head series id, so
     /// that checkpoints keep their records while their samples are kept.
     wal_aliases: Mutex<HashMap<u64, u64>>,
+    /// The locked `lock` file: one process per data directory.
+    _lock: std::fs::File,
 }
 
 impl Db {
@@ -91,6 +93,7 @@ impl Db {
     pub fn open(dir: impl AsRef<Path>, opts: DbOptions) -> Result<Db> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(Error::io("create data dir", &dir))?;
+        let lock = lock_dir(&dir)?;
         remove_tmp_dirs(&dir)?;
         let blocks = load_blocks(&dir)?;
         let head = Head::new(opts.min_block_duration);
@@ -115,6 +118,7 @@ impl Db {
             append_gate: RwLock::new(()),
             compact_lock: Mutex::new(()),
             wal_aliases: Mutex::new(HashMap::new()),
+            _lock: lock,
         };
         db.replay_wal(&wal_dir)?;
         Ok(db)
@@ -517,6 +521,30 @@ pub fn merge_series(parts: Vec<Vec<Series>>) -> Vec<Series> {
         s.chunks.sort_by_key(|c| c.mint);
     }
     out
+}
+
+/// Takes the data directory's `lock` file, as Prometheus does, so that two
+/// processes never write the same directory.
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io("open lock file", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::InvalidArgument(format!(
+            "lock {}: the data directory is in use by another process",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::Io {
+            op: "lock data dir",
+            path,
+            source: e,
+        }),
+    }
 }
 
 fn remove_tmp_dirs(dir: &Path) -> Result<()> {

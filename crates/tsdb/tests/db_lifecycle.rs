@@ -156,3 +156,16 @@ fn rejected_batch_stores_nothing() {
     let db = Db::open(dir.path(), opts()).unwrap();
     assert_eq!(read_all(&db).len(), 1);
 }
+
+#[test]
+fn a_data_directory_is_opened_by_one_process_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let second = Db::open(dir.path(), opts());
+    assert!(
+        second.is_err(),
+        "a second open of a locked directory succeeded"
+    );
+    drop(db);
+    Db::open(dir.path(), opts()).unwrap();
+}
