@@ -97,7 +97,7 @@ impl Labels {
     /// names and non-empty values. Callers that cannot guarantee that use
     /// [`Labels::new`]; this is checked in debug builds.
     pub fn from_sorted<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut buf = Vec::new();
+        let mut buf = Vec::with_capacity(64);
         let mut prev: Option<&str> = None;
         for (n, v) in pairs {
             debug_assert!(
@@ -178,24 +178,10 @@ impl Labels {
         )
     }
 
-    /// A stable 64-bit hash of the set (FNV-1a over `name 0xff value 0xff`),
-    /// the same on every platform and in every process.
+    /// A stable 64-bit hash of the set (XXH3 over the packed buffer), the
+    /// same on every platform and in every process: usable for sharding.
     pub fn stable_hash(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for l in self.iter() {
-            for &b in l
-                .name
-                .as_bytes()
-                .iter()
-                .chain(&[0xff])
-                .chain(l.value.as_bytes())
-                .chain(&[0xff])
-            {
-                h ^= b as u64;
-                h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
-        h
+        xxhash_rust::xxh3::xxh3_64(&self.buf)
     }
 }
 

@@ -196,6 +196,7 @@ impl Db {
         let min_valid = self.head.append_min_valid();
         let mut stats = AppendStats::default();
         // Check every sample before anything is written.
+        let mut existing: Vec<Option<Arc<MemSeries>>> = Vec::with_capacity(batch.len());
         for s in batch {
             if s.labels.is_empty() {
                 return Err(Error::InvalidSeries {
@@ -203,13 +204,13 @@ impl Db {
                     reason: "empty label set".into(),
                 });
             }
-            let existing = self.head.get(&s.labels);
+            let found = self.head.get(&s.labels);
             let mut last = None;
             for x in &s.samples {
                 if x.t < min_valid {
                     return Err(sample_error(Error::OutOfBounds, &s.labels, x.t));
                 }
-                let check = match &existing {
+                let check = match &found {
                     Some(m) => m.check(x.t, x.v, last),
                     None => head_check_new(last, x.t, x.v),
                 };
@@ -218,21 +219,28 @@ impl Db {
                     AppendCheck::Duplicate => {}
                 }
             }
+            existing.push(found);
         }
         // Log, then apply.
         let mut new_series = Vec::new();
-        let mut ref_samples = Vec::new();
+        let mut ref_samples = Vec::with_capacity(batch.iter().map(|s| s.samples.len()).sum());
         let mut targets = Vec::with_capacity(batch.len());
-        for s in batch {
-            let (m, created) = self.head.get_or_create(&s.labels);
-            if created || !m.is_logged() {
+        for (s, found) in batch.iter().zip(existing) {
+            let m = match found {
+                Some(m) => m,
+                None => {
+                    let (m, created) = self.head.get_or_create(&s.labels);
+                    if created {
+                        stats.series_created += 1;
+                    }
+                    m
+                }
+            };
+            if !m.is_logged() {
                 new_series.push(RefSeries {
                     ref_: m.id,
                     labels: s.labels.clone(),
                 });
-            }
-            if created {
-                stats.series_created += 1;
             }
             for x in &s.samples {
                 ref_samples.push(RefSample {

@@ -191,6 +191,14 @@ impl MemSeries {
     }
 }
 
+fn find(stripe: &SeriesByHash, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
+    stripe
+        .get(&hash)?
+        .iter()
+        .find(|s| &s.labels == labels)
+        .cloned()
+}
+
 fn check_order(last: Option<(Timestamp, u64)>, t: Timestamp, v: f64) -> Result<AppendCheck> {
     match last {
         Some((lt, _)) if t < lt => Err(Error::OutOfOrderSample),
@@ -265,10 +273,34 @@ fn insert_sorted(list: &mut Vec<u64>, id: u64) {
     }
 }
 
+/// A hasher for keys that are hashes already.
+#[derive(Default)]
+struct PrehashedHasher(u64);
+
+impl std::hash::Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | b as u64;
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// Label-set hash → the series with that hash (almost always one).
+type SeriesByHash =
+    HashMap<u64, Vec<Arc<MemSeries>>, std::hash::BuildHasherDefault<PrehashedHasher>>;
+
 /// The head of the database.
 pub struct Head {
     chunk_range: i64,
-    stripes: Vec<Mutex<HashMap<Labels, Arc<MemSeries>>>>,
+    stripes: Vec<Mutex<SeriesByHash>>,
     by_id: RwLock<BTreeMap<u64, Arc<MemSeries>>>,
     postings: RwLock<MemPostings>,
     next_id: AtomicU64,
@@ -283,7 +315,9 @@ impl Head {
     pub fn new(chunk_range: i64) -> Self {
         Self {
             chunk_range,
-            stripes: (0..STRIPES).map(|_| Mutex::new(HashMap::new())).collect(),
+            stripes: (0..STRIPES)
+                .map(|_| Mutex::new(SeriesByHash::default()))
+                .collect(),
             by_id: RwLock::new(BTreeMap::new()),
             postings: RwLock::new(MemPostings::default()),
             next_id: AtomicU64::new(1),
@@ -337,15 +371,16 @@ impl Head {
 
     /// The series with these labels, if the head has it.
     pub fn get(&self, labels: &Labels) -> Option<Arc<MemSeries>> {
-        self.stripe(labels).lock().get(labels).cloned()
+        let hash = labels.stable_hash();
+        find(&self.stripe(hash).lock(), hash, labels)
     }
 
     pub fn get_by_id(&self, id: u64) -> Option<Arc<MemSeries>> {
         self.by_id.read().get(&id).cloned()
     }
 
-    fn stripe(&self, labels: &Labels) -> &Mutex<HashMap<Labels, Arc<MemSeries>>> {
-        &self.stripes[(labels.stable_hash() as usize) % STRIPES]
+    fn stripe(&self, hash: u64) -> &Mutex<SeriesByHash> {
+        &self.stripes[(hash as usize) % STRIPES]
     }
 
     /// The series with these labels, created when missing. The boolean is
@@ -358,9 +393,10 @@ impl Head {
     /// As [`Head::get_or_create`], reusing `id` for a new series when it is
     /// free (WAL replay keeps the logged ids).
     pub fn get_or_create_with_id(&self, labels: &Labels, id: u64) -> (Arc<MemSeries>, bool) {
-        let mut stripe = self.stripe(labels).lock();
-        if let Some(s) = stripe.get(labels) {
-            return (s.clone(), false);
+        let hash = labels.stable_hash();
+        let mut stripe = self.stripe(hash).lock();
+        if let Some(s) = find(&stripe, hash, labels) {
+            return (s, false);
         }
         let id = if self.by_id.read().contains_key(&id) {
             self.next_id.load(Ordering::Relaxed)
@@ -369,7 +405,7 @@ impl Head {
         };
         self.next_id.fetch_max(id + 1, Ordering::Relaxed);
         let series = Arc::new(MemSeries::new(id, labels.clone()));
-        stripe.insert(labels.clone(), series.clone());
+        stripe.entry(hash).or_default().push(series.clone());
         self.by_id.write().insert(id, series.clone());
         self.postings.write().add(id, labels);
         (series, true)
@@ -441,10 +477,16 @@ impl Head {
         let mut removed = std::collections::HashSet::new();
         for s in series {
             if s.truncate_before(mint) {
-                let mut stripe = self.stripe(&s.labels).lock();
+                let hash = s.labels.stable_hash();
+                let mut stripe = self.stripe(hash).lock();
                 // Re-check under the stripe lock: an append may have raced in.
                 if s.chunk_count() == 0 {
-                    stripe.remove(&s.labels);
+                    if let Some(list) = stripe.get_mut(&hash) {
+                        list.retain(|x| x.id != s.id);
+                        if list.is_empty() {
+                            stripe.remove(&hash);
+                        }
+                    }
                     self.by_id.write().remove(&s.id);
                     removed.insert(s.id);
                 }
