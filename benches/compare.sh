@@ -9,7 +9,8 @@
 #   benches/compare.sh
 #
 # Knobs (environment): REPLICAS (28), POINTS (240), SHARDS (4), MAX_SAMPLES
-# (2000) shape the ingest data (see gen.py); KEEP=1 keeps the temporary
+# (2000) shape the ingest data (see gen.py); ROUNDS (2) ingest rounds per
+# system (the summary takes each system's best); KEEP=1 keeps the temporary
 # directory. Loopback only; everything lives in one temporary directory that
 # is removed at the end; every process started here is killed by its id.
 set -euo pipefail
@@ -21,6 +22,7 @@ REPLICAS=${REPLICAS:-28}
 POINTS=${POINTS:-240}
 SHARDS=${SHARDS:-4}
 MAX_SAMPLES=${MAX_SAMPLES:-2000}
+ROUNDS=${ROUNDS:-2}
 
 log() { echo "[compare $(date -u +%H:%M:%S)] $*" >&2; }
 
@@ -124,13 +126,27 @@ ingest() { # name, port, head-series metric, server command...
     cat "$RES/ingest_$name.json" >&2
 }
 : > "$TMP/empty.yml"
-P1=$(python3 "$BENCH/report.py" freeport)
-ingest hearth "$P1" hearth_tsdb_head_series \
-    "$HEARTH" standalone --storage.tsdb.path "$TMP/hearth-data" --web.listen-address "127.0.0.1:$P1"
-P2=$(python3 "$BENCH/report.py" freeport)
-ingest prometheus "$P2" prometheus_tsdb_head_series \
-    prometheus --config.file="$TMP/empty.yml" --storage.tsdb.path="$TMP/prometheus-data" \
-    --web.listen-address="127.0.0.1:$P2" --web.enable-remote-write-receiver
+run_hearth() {
+    local port
+    port=$(python3 "$BENCH/report.py" freeport)
+    rm -rf "$TMP/hearth-data"
+    ingest "hearth-$1" "$port" hearth_tsdb_head_series \
+        "$HEARTH" standalone --storage.tsdb.path "$TMP/hearth-data" --web.listen-address "127.0.0.1:$port"
+}
+run_prometheus() {
+    local port
+    port=$(python3 "$BENCH/report.py" freeport)
+    rm -rf "$TMP/prometheus-data"
+    ingest "prometheus-$1" "$port" prometheus_tsdb_head_series \
+        prometheus --config.file="$TMP/empty.yml" --storage.tsdb.path="$TMP/prometheus-data" \
+        --web.listen-address="127.0.0.1:$port" --web.enable-remote-write-receiver
+}
+# Each server alone, on a fresh data directory, every round; the order
+# alternates so that neither always runs first.
+for r in $(seq "$ROUNDS"); do
+    if [ $((r % 2)) = 1 ]; then run_hearth "$r"; run_prometheus "$r"
+    else run_prometheus "$r"; run_hearth "$r"; fi
+done
 
 log "done in $(( $(date +%s) - T_START )) s (after the build)"
 echo

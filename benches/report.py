@@ -70,19 +70,32 @@ def table(d):
       % (gen["rw_series"], gen["rw_points"], gen["rw_samples"], gen["rw_requests"], gen["rw_max_samples"],
          gen["rw_shards"]))
     p()
-    p("| | samples/s | seconds | non-2xx | head series | RSS idle | RSS after load | RSS after / head series | load average before |")
-    p("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    sps, mps = {}, {}
+    p("| | round | samples/s | seconds | non-2xx | head series | RSS idle | RSS after load | RSS after / active series | load average before |")
+    p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    sps, mps, warn = {}, {}, []
     for who in ("prometheus", "hearth"):
-        r = load("ingest_" + who)
-        sps[who] = r["samples_per_s"]
-        mps[who] = r["rss_after_kb"] * 1024 / r["head_series"]
-        p("| %s | %.0f | %.2f | %d | %d | %.1f MiB | %.1f MiB | %.0f bytes | %s |" % (
-            who.capitalize(), r["samples_per_s"], r["seconds"], r["errors"], r["head_series"],
-            r["rss_idle_kb"] / 1024, r["rss_after_kb"] / 1024, mps[who], r["loadavg"]))
+        for f in sorted(glob.glob(os.path.join(d, "ingest_%s-*.json" % who))):
+            r = json.load(open(f))
+            rnd = f.rsplit("-", 1)[1][:-5]
+            per = r["rss_after_kb"] * 1024 / gen["rw_series"]
+            sps.setdefault(who, []).append(r["samples_per_s"] if not r["errors"] else 0)
+            mps.setdefault(who, []).append(per)
+            p("| %s | %s | %.0f | %.2f | %d | %d | %.1f MiB | %.1f MiB | %.0f bytes | %s |" % (
+                who.capitalize(), rnd, r["samples_per_s"], r["seconds"], r["errors"], r["head_series"],
+                r["rss_idle_kb"] / 1024, r["rss_after_kb"] / 1024, per, r["loadavg"]))
+            if r["head_series"] != gen["rw_series"] or r["errors"]:
+                warn.append("%s round %s: %d head series after %d series were acknowledged, %d non-2xx answers" % (
+                    who.capitalize(), rnd, r["head_series"], gen["rw_series"], r["errors"]))
+    best = {w: max(v) for w, v in sps.items()}
+    mem = {w: sum(v) / len(v) for w, v in mps.items()}
     p()
-    p("Hearth / Prometheus samples/s: **%.2f**; RSS per series: **%.2f**." % (
-        sps["hearth"] / sps["prometheus"], mps["hearth"] / mps["prometheus"]))
+    p("Best round: Prometheus %.0f samples/s, Hearth %.0f samples/s; Hearth / Prometheus: **%.2f**." % (
+        best["prometheus"], best["hearth"], best["hearth"] / best["prometheus"]))
+    p("RSS after load per active series (%d written; mean of rounds): Prometheus %.0f bytes, Hearth %.0f bytes; "
+      "Hearth / Prometheus: **%.2f**." % (gen["rw_series"], mem["prometheus"], mem["hearth"], mem["hearth"] / mem["prometheus"]))
+    for w in warn:
+        p()
+        p("**WARNING**: " + w + ".")
 
 
 def main():

@@ -386,27 +386,40 @@ impl Head {
     /// The series with these labels, created when missing. The boolean is
     /// true when it was created (the caller logs it to the WAL).
     pub fn get_or_create(&self, labels: &Labels) -> (Arc<MemSeries>, bool) {
-        let id = self.next_id.load(Ordering::Relaxed);
-        self.get_or_create_with_id(labels, id)
+        self.get_or_create_inner(labels, None)
     }
 
     /// As [`Head::get_or_create`], reusing `id` for a new series when it is
     /// free (WAL replay keeps the logged ids).
     pub fn get_or_create_with_id(&self, labels: &Labels, id: u64) -> (Arc<MemSeries>, bool) {
+        self.get_or_create_inner(labels, Some(id))
+    }
+
+    fn get_or_create_inner(&self, labels: &Labels, wanted: Option<u64>) -> (Arc<MemSeries>, bool) {
         let hash = labels.stable_hash();
         let mut stripe = self.stripe(hash).lock();
         if let Some(s) = find(&stripe, hash, labels) {
             return (s, false);
         }
-        let id = if self.by_id.read().contains_key(&id) {
-            self.next_id.load(Ordering::Relaxed)
-        } else {
-            id
+        // The id is chosen and taken under the id map's write lock: series
+        // created at the same time in other stripes never share an id.
+        let mut by_id = self.by_id.write();
+        let id = match wanted {
+            Some(id) if id != 0 && !by_id.contains_key(&id) => {
+                self.next_id.fetch_max(id + 1, Ordering::AcqRel);
+                id
+            }
+            _ => loop {
+                let id = self.next_id.fetch_add(1, Ordering::AcqRel);
+                if !by_id.contains_key(&id) {
+                    break id;
+                }
+            },
         };
-        self.next_id.fetch_max(id + 1, Ordering::Relaxed);
         let series = Arc::new(MemSeries::new(id, labels.clone()));
+        by_id.insert(id, series.clone());
+        drop(by_id);
         stripe.entry(hash).or_default().push(series.clone());
-        self.by_id.write().insert(id, series.clone());
         self.postings.write().add(id, labels);
         (series, true)
     }
@@ -653,6 +666,53 @@ mod tests {
             .select(&[Matcher::equal("__name__", "m")], 11, 100, false)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn concurrent_creation_gives_every_series_its_own_id() {
+        let h = Arc::new(Head::new(2 * HOUR));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let h = h.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2000 {
+                        let l = Labels::new([
+                            ("__name__", "m"),
+                            ("t", &t.to_string()),
+                            ("i", &i.to_string()),
+                        ]);
+                        let (s, _) = h.get_or_create(&l);
+                        h.append(&s, 1000, i as f64).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(h.num_series(), 8000);
+        for t in 0..4 {
+            for i in 0..2000 {
+                let l = Labels::new([
+                    ("__name__", "m"),
+                    ("t", &t.to_string()),
+                    ("i", &i.to_string()),
+                ]);
+                let found = h
+                    .select(
+                        &[
+                            Matcher::equal("t", t.to_string()),
+                            Matcher::equal("i", i.to_string()),
+                        ],
+                        0,
+                        2000,
+                        true,
+                    )
+                    .unwrap();
+                assert_eq!(found.len(), 1);
+                assert_eq!(found[0].labels, l);
+            }
+        }
     }
 
     #[test]
