@@ -69,6 +69,35 @@ pub fn default_max_block_duration(retention: i64) -> i64 {
     (retention / 10).min(31 * 24 * HOUR_MS)
 }
 
+/// How a batch treats rejected samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendMode {
+    /// Any rejected sample fails the whole batch; nothing is stored.
+    AllOrNothing,
+    /// Rejected samples are reported one by one; the rest is stored.
+    KeepValid,
+}
+
+/// A sample the head refused: which one and why.
+#[derive(Debug)]
+pub struct RejectedSample {
+    /// Index of the series in the batch.
+    pub series: usize,
+    /// Index of the sample in that series.
+    pub sample: usize,
+    /// The rule it broke: `OutOfBounds`, `OutOfOrderSample`,
+    /// `DuplicateSampleForTimestamp` or `InvalidSeries`.
+    pub error: Error,
+}
+
+/// What an append did.
+#[derive(Debug, Default)]
+pub struct AppendOutcome {
+    pub stats: AppendStats,
+    /// Per-sample rejections ([`AppendMode::KeepValid`] only), in batch order.
+    pub rejected: Vec<RejectedSample>,
+}
+
 /// A Prometheus-compatible TSDB in one directory.
 pub struct Db {
     dir: PathBuf,
@@ -189,49 +218,100 @@ impl Db {
         self.blocks.read().clone()
     }
 
-    /// Appends a batch, all or nothing. On success every sample is in the
-    /// WAL (handed to the OS, and fsynced with `wal_fsync`) and the head.
+    /// Appends a batch, all or nothing: on any rejected sample nothing is
+    /// stored and the first rejection is the error (remote write 1.0's
+    /// rule). On success every sample is in the WAL (handed to the OS, and
+    /// fsynced with `wal_fsync`) and the head.
     pub fn append_batch(&self, batch: &[SeriesSamples]) -> Result<AppendStats> {
+        let outcome = self.append(batch, AppendMode::AllOrNothing)?;
+        Ok(outcome.stats)
+    }
+
+    /// Appends a batch. With [`AppendMode::KeepValid`] each rejected sample
+    /// gets its own error in the outcome and the rest of the batch is kept
+    /// (Prometheus's appender rules, as a scrape uses them).
+    pub fn append(&self, batch: &[SeriesSamples], mode: AppendMode) -> Result<AppendOutcome> {
         let _gate = self.append_gate.read();
         let min_valid = self.head.append_min_valid();
-        let mut stats = AppendStats::default();
+        let mut outcome = AppendOutcome::default();
         // Check every sample before anything is written.
         let mut existing: Vec<Option<Arc<MemSeries>>> = Vec::with_capacity(batch.len());
-        for s in batch {
-            if s.labels.is_empty() {
-                return Err(Error::InvalidSeries {
-                    series: "{}".into(),
-                    reason: "empty label set".into(),
+        let mut reject = |series: usize, sample: usize, e: Error, labels: &Labels, t| match mode {
+            AppendMode::AllOrNothing => Err(sample_error(e, labels, t)),
+            AppendMode::KeepValid => {
+                outcome.rejected.push(RejectedSample {
+                    series,
+                    sample,
+                    error: e,
                 });
+                Ok(())
+            }
+        };
+        for (i, s) in batch.iter().enumerate() {
+            if s.labels.is_empty() {
+                for (j, x) in s.samples.iter().enumerate() {
+                    let e = Error::InvalidSeries {
+                        series: "{}".into(),
+                        reason: "empty label set".into(),
+                    };
+                    reject(i, j, e, &s.labels, x.t)?;
+                }
+                existing.push(None);
+                continue;
             }
             let found = self.head.get(&s.labels);
             let mut last = None;
-            for x in &s.samples {
+            for (j, x) in s.samples.iter().enumerate() {
                 if x.t < min_valid {
-                    return Err(sample_error(Error::OutOfBounds, &s.labels, x.t));
+                    reject(i, j, Error::OutOfBounds, &s.labels, x.t)?;
+                    continue;
                 }
                 let check = match &found {
                     Some(m) => m.check(x.t, x.v, last),
                     None => head_check_new(last, x.t, x.v),
                 };
-                match check.map_err(|e| sample_error(e, &s.labels, x.t))? {
-                    AppendCheck::Append => last = Some((x.t, x.v.to_bits())),
-                    AppendCheck::Duplicate => {}
+                match check {
+                    Ok(AppendCheck::Append) => last = Some((x.t, x.v.to_bits())),
+                    Ok(AppendCheck::Duplicate) => {}
+                    Err(e) => reject(i, j, e, &s.labels, x.t)?,
                 }
             }
             existing.push(found);
         }
-        // Log, then apply.
+        // Log, then apply. `rejected` is sorted by (series, sample).
+        let mut rejected = outcome
+            .rejected
+            .iter()
+            .map(|r| (r.series, r.sample))
+            .peekable();
+        let mut is_rejected = |i: usize, j: usize| {
+            if rejected.peek() == Some(&(i, j)) {
+                rejected.next();
+                true
+            } else {
+                false
+            }
+        };
         let mut new_series = Vec::new();
         let mut ref_samples = Vec::with_capacity(batch.iter().map(|s| s.samples.len()).sum());
-        let mut targets = Vec::with_capacity(batch.len());
-        for (s, found) in batch.iter().zip(existing) {
+        let mut targets: Vec<Option<Arc<MemSeries>>> = Vec::with_capacity(batch.len());
+        let mut keep: Vec<Vec<bool>> = Vec::new();
+        let partial = !outcome.rejected.is_empty();
+        for (i, (s, found)) in batch.iter().zip(existing).enumerate() {
+            let kept: Vec<bool> = (0..s.samples.len()).map(|j| !is_rejected(i, j)).collect();
+            if !kept.iter().any(|&k| k) {
+                targets.push(None);
+                if partial {
+                    keep.push(kept);
+                }
+                continue;
+            }
             let m = match found {
                 Some(m) => m,
                 None => {
                     let (m, created) = self.head.get_or_create(&s.labels);
                     if created {
-                        stats.series_created += 1;
+                        outcome.stats.series_created += 1;
                     }
                     m
                 }
@@ -242,14 +322,17 @@ impl Db {
                     labels: s.labels.clone(),
                 });
             }
-            for x in &s.samples {
+            for (x, _) in s.samples.iter().zip(&kept).filter(|(_, &k)| k) {
                 ref_samples.push(RefSample {
                     ref_: m.id,
                     t: x.t,
                     v: x.v,
                 });
             }
-            targets.push(m);
+            targets.push(Some(m));
+            if partial {
+                keep.push(kept);
+            }
         }
         let mut records: Vec<Vec<u8>> = Vec::with_capacity(2);
         if !new_series.is_empty() {
@@ -260,19 +343,23 @@ impl Db {
         }
         let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
         self.wal.log(&refs)?;
-        for (s, m) in batch.iter().zip(&targets) {
+        for (i, (s, m)) in batch.iter().zip(&targets).enumerate() {
+            let Some(m) = m else { continue };
             m.mark_logged();
-            for x in &s.samples {
+            for (j, x) in s.samples.iter().enumerate() {
+                if partial && !keep[i][j] {
+                    continue;
+                }
                 match self.head.append(m, x.t, x.v) {
-                    Ok(true) => stats.samples_appended += 1,
-                    Ok(false) => stats.duplicates_dropped += 1,
+                    Ok(true) => outcome.stats.samples_appended += 1,
+                    Ok(false) => outcome.stats.duplicates_dropped += 1,
                     // A concurrent writer got there first; the WAL holds the
                     // sample and replay resolves it the same way.
                     Err(e) => return Err(sample_error(e, &s.labels, x.t)),
                 }
             }
         }
-        Ok(stats)
+        Ok(outcome)
     }
 
     /// Cuts blocks from the head while it is compactable, then runs leveled

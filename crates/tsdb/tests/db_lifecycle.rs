@@ -169,3 +169,97 @@ fn a_data_directory_is_opened_by_one_process_at_a_time() {
     drop(db);
     Db::open(dir.path(), opts()).unwrap();
 }
+
+#[test]
+fn keep_valid_mode_reports_each_rejected_sample_and_keeps_the_rest() {
+    use hearth_tsdb::db::AppendMode;
+    use hearth_tsdb::Error;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let a = Labels::new([("__name__", "a")]);
+    let b = Labels::new([("__name__", "b")]);
+    db.append_batch(&[SeriesSamples {
+        labels: a.clone(),
+        samples: vec![Sample::new(10_000, 1.0)],
+    }])
+    .unwrap();
+    let batch = vec![
+        SeriesSamples {
+            labels: a.clone(),
+            samples: vec![
+                Sample::new(5_000, 1.0),  // out of order
+                Sample::new(10_000, 2.0), // duplicate timestamp, other value
+                Sample::new(10_000, 1.0), // identical duplicate: dropped silently
+                Sample::new(11_000, 3.0), // kept
+            ],
+        },
+        SeriesSamples {
+            labels: b.clone(),
+            samples: vec![Sample::new(12_000, 4.0)],
+        },
+        SeriesSamples {
+            labels: Labels::empty(),
+            samples: vec![Sample::new(12_000, 4.0)],
+        },
+    ];
+    let out = db.append(&batch, AppendMode::KeepValid).unwrap();
+    let kinds: Vec<(usize, usize, &str)> = out
+        .rejected
+        .iter()
+        .map(|r| {
+            let k = match r.error {
+                Error::OutOfOrderSample => "order",
+                Error::DuplicateSampleForTimestamp => "duplicate",
+                Error::InvalidSeries { .. } => "invalid",
+                _ => "other",
+            };
+            (r.series, r.sample, k)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![(0, 0, "order"), (0, 1, "duplicate"), (2, 0, "invalid")]
+    );
+    assert_eq!(out.stats.samples_appended, 2);
+    assert_eq!(out.stats.duplicates_dropped, 1);
+    let stored: Vec<(String, i64, f64)> = read_all(&db)
+        .into_iter()
+        .map(|(l, s)| (l.to_string(), s.t, s.v))
+        .collect();
+    assert_eq!(
+        stored,
+        vec![
+            ("{__name__=\"a\"}".to_string(), 10_000, 1.0),
+            ("{__name__=\"a\"}".to_string(), 11_000, 3.0),
+            ("{__name__=\"b\"}".to_string(), 12_000, 4.0),
+        ]
+    );
+    // And it survives a restart exactly.
+    drop(db);
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert_eq!(read_all(&db).len(), 3);
+}
+
+#[test]
+fn retention_by_size_drops_the_oldest_blocks_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.max_block_duration = 10 * MIN;
+    let db = Db::open(dir.path(), o.clone()).unwrap();
+    write(&db, 20, 0, 120 * MIN, 15_000);
+    db.compact().unwrap();
+    let blocks = db.blocks();
+    assert!(blocks.len() >= 5, "{} blocks", blocks.len());
+    let sizes: Vec<u64> = blocks
+        .iter()
+        .map(|b| hearth_tsdb::db::dir_size(b.dir()))
+        .collect();
+    let newest_two: u64 = sizes.iter().rev().take(2).sum();
+    drop(db);
+    o.retention_size = newest_two;
+    let db = Db::open(dir.path(), o).unwrap();
+    db.compact().unwrap();
+    let left = db.blocks();
+    assert_eq!(left.len(), 2, "size retention kept {} blocks", left.len());
+    assert_eq!(left[1].meta().ulid, blocks.last().unwrap().meta().ulid);
+}
