@@ -345,3 +345,124 @@ fn metadata_api_answers_like_prometheus() {
     );
     assert!(metrics.contains("hearth_tsdb_head_series 3"), "{metrics}");
 }
+
+#[test]
+fn query_api_answers_like_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Standalone::start(&dir.path().join("data"), &[]);
+    let client = reqwest::blocking::Client::new();
+    // Whole seconds, 60 s apart, ending two minutes ago.
+    let end = (now_ms() / 60_000 - 2) * 60_000;
+    let start = end - 10 * 60_000;
+    let points: Vec<(i64, f64)> = (0..=10).map(|i| (start + i * 60_000, i as f64)).collect();
+    let body = write_body(vec![
+        series(
+            &[("__name__", "up"), ("job", "node"), ("instance", "a")],
+            &points,
+        ),
+        series(
+            &[("__name__", "up"), ("job", "prom"), ("instance", "b")],
+            &points,
+        ),
+    ]);
+    assert_eq!(
+        post_write(&client, &s.url("/api/v1/write"), body)
+            .unwrap()
+            .0,
+        204
+    );
+    let q = |path: &str, form: &[(&str, String)]| -> (u16, Value) {
+        let r = client.post(s.url(path)).form(form).send().unwrap();
+        (r.status().as_u16(), r.json().unwrap())
+    };
+    let t = (end / 1000).to_string();
+
+    let (status, v) = q(
+        "/api/v1/query",
+        &[("query", "sum by (job) (up)".into()), ("time", t.clone())],
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v,
+        serde_json::json!({"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"job":"node"},"value":[end / 1000,"10"]},
+            {"metric":{"job":"prom"},"value":[end / 1000,"10"]}]}})
+    );
+    let (_, v) = q(
+        "/api/v1/query",
+        &[("query", "1 + 1".into()), ("time", t.clone())],
+    );
+    assert_eq!(
+        v["data"],
+        serde_json::json!({"resultType":"scalar","result":[end / 1000,"2"]})
+    );
+
+    let (status, v) = q(
+        "/api/v1/query_range",
+        &[
+            ("query", "up{job=\"node\"} * 2".into()),
+            ("start", ((end - 120_000) / 1000).to_string()),
+            ("end", t.clone()),
+            ("step", "60".into()),
+        ],
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["data"],
+        serde_json::json!({"resultType":"matrix","result":[{"metric":{"instance":"a","job":"node"},
+            "values":[[(end - 120_000) / 1000,"16"],[(end - 60_000) / 1000,"18"],[end / 1000,"20"]]}]})
+    );
+
+    // Errors, with Prometheus's types and statuses.
+    let (status, v) = q("/api/v1/query", &[("query", "sum(".into())]);
+    assert_eq!(
+        (status, v["errorType"].as_str()),
+        (400, Some("bad_data")),
+        "{v}"
+    );
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid parameter \"query\""),
+        "{v}"
+    );
+    let (status, v) = q(
+        "/api/v1/query_range",
+        &[
+            ("query", "up".into()),
+            ("start", "0".into()),
+            ("end", "100".into()),
+            ("step", "0".into()),
+        ],
+    );
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = q(
+        "/api/v1/query_range",
+        &[
+            ("query", "up".into()),
+            ("start", "0".into()),
+            ("end", "100000".into()),
+            ("step", "1".into()),
+        ],
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("11,000 points"),
+        "{v}"
+    );
+    let (status, v) = q(
+        "/api/v1/query",
+        &[("query", "up + on() up".into()), ("time", t.clone())],
+    );
+    assert_eq!(
+        (status, v["errorType"].as_str()),
+        (422, Some("execution")),
+        "{v}"
+    );
+    let (_, v) = q(
+        "/api/v1/format_query",
+        &[("query", "sum(rate(x[5m]))by(job)".into())],
+    );
+    assert_eq!(v["data"], "sum by (job) (rate(x[5m]))");
+}

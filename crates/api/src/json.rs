@@ -60,16 +60,27 @@ const MAX_WARNINGS: usize = 10;
 
 /// A success envelope around pre-rendered `data` JSON.
 pub fn success(data: &str, warnings: &[String]) -> Response {
+    success_with_infos(data, warnings, &[])
+}
+
+/// A success envelope with warnings and info-level annotations, each list
+/// cut to ten entries plus a line saying how many were omitted.
+pub fn success_with_infos(data: &str, warnings: &[String], infos: &[String]) -> Response {
     let mut body = String::with_capacity(data.len() + 64);
     body.push_str(r#"{"status":"success","data":"#);
     body.push_str(data);
-    if !warnings.is_empty() {
-        body.push_str(r#","warnings":"#);
-        let mut shown: Vec<String> = warnings.iter().take(MAX_WARNINGS).cloned().collect();
-        if warnings.len() > MAX_WARNINGS {
+    for (key, list, what) in [("warnings", warnings, "warning"), ("infos", infos, "info")] {
+        if list.is_empty() {
+            continue;
+        }
+        body.push_str(",\"");
+        body.push_str(key);
+        body.push_str("\":");
+        let mut shown: Vec<String> = list.iter().take(MAX_WARNINGS).cloned().collect();
+        if list.len() > MAX_WARNINGS {
             shown.push(format!(
-                "{} more warning annotations omitted",
-                warnings.len() - MAX_WARNINGS
+                "{} more {what} annotations omitted",
+                list.len() - MAX_WARNINGS
             ));
         }
         write_str_array(&mut body, &shown, true);

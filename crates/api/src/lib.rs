@@ -10,6 +10,7 @@ pub mod json;
 pub mod metadata;
 pub mod metrics;
 pub mod params;
+pub mod query;
 pub mod remote_write;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +44,8 @@ pub struct ApiState {
     /// The component's name in probe answers (`Hearth standalone`).
     pub component: &'static str,
     pub queryable: Arc<dyn Queryable>,
+    /// The server's PromQL options (`--query.*` flags).
+    pub engine_options: hearth_promql::EngineOptions,
     /// `None` when this server does not accept remote writes.
     pub appendable: Option<Arc<dyn Appendable>>,
     pub ready: Arc<AtomicBool>,
@@ -63,6 +66,12 @@ pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/api/v1/write", post(remote_write::handle))
         .route("/api/v1/receive", post(remote_write::handle))
+        .route("/api/v1/query", get(query::instant).post(query::instant))
+        .route("/api/v1/query_range", get(query::range).post(query::range))
+        .route(
+            "/api/v1/format_query",
+            get(query::format).post(query::format),
+        )
         .route(
             "/api/v1/series",
             get(metadata::series).post(metadata::series),

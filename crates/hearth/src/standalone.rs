@@ -47,6 +47,15 @@ pub struct Args {
     /// Compress WAL records with Snappy.
     #[arg(long = "storage.tsdb.wal-compression", default_value_t = true, action = clap::ArgAction::Set)]
     wal_compression: bool,
+    /// The maximum lookback duration for retrieving metrics during expression evaluations.
+    #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = flags::duration_ms)]
+    lookback_delta: i64,
+    /// Maximum time a query may take before being aborted.
+    #[arg(long = "query.timeout", default_value = "2m", value_parser = flags::duration_ms)]
+    query_timeout: i64,
+    /// Maximum number of samples a single query can load into memory.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    query_max_samples: usize,
     /// How often to check whether the head can be compacted into a block.
     #[arg(long = "storage.tsdb.compaction-interval", default_value = "1m", value_parser = flags::duration_ms, hide = true)]
     compaction_interval: i64,
@@ -84,6 +93,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let state = ApiState {
         component: "Hearth standalone",
         queryable: db.clone(),
+        engine_options: hearth_promql::EngineOptions {
+            lookback_delta_ms: args.lookback_delta,
+            timeout: Duration::from_millis(args.query_timeout.max(1) as u64),
+            max_samples: args.query_max_samples,
+            ..hearth_promql::EngineOptions::default()
+        },
         appendable: Some(db.clone()),
         ready: ready.clone(),
         metrics,

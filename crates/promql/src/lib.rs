@@ -5,8 +5,19 @@
 //! the engine's value types (scalars, instant vectors, range vectors,
 //! strings), shaped so that native histograms slot in beside floats.
 
+mod aggregate;
+mod binary;
+pub mod engine;
 pub mod error;
+mod eval;
+mod functions;
 pub mod value;
 
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+pub use engine::{Engine, EngineOptions, QueryResult};
 pub use error::{Error, Result};
 pub use value::{FPoint, FloatHistogram, HPoint, Sample, Series, Value};

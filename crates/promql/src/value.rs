@@ -63,8 +63,14 @@ pub struct Series {
 /// The result of an expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    Scalar { t: Timestamp, v: f64 },
-    String { t: Timestamp, v: String },
+    Scalar {
+        t: Timestamp,
+        v: f64,
+    },
+    String {
+        t: Timestamp,
+        v: String,
+    },
     /// An instant vector.
     Vector(Vec<Sample>),
     /// A range vector, or a range query's result.

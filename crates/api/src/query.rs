@@ -1,0 +1,335 @@
+//! `/api/v1/query`, `/api/v1/query_range` and `/api/v1/format_query`:
+//! PromQL over the storage, answered in Prometheus's JSON.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::Response;
+use hearth_promql::{Engine, Error as QueryError, QueryResult, Value};
+
+use crate::error::{ApiError, ApiResult, ErrorType};
+use crate::json;
+use crate::params::{parse_duration, Params};
+use crate::ApiState;
+
+/// At most this many points per series in a range query (Prometheus's).
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+const TRUNCATED: &str = "results truncated due to limit";
+
+fn query_param(params: &Params) -> ApiResult<String> {
+    match params.get("query") {
+        Some(q) if !q.trim().is_empty() => Ok(q.to_string()),
+        _ => Err(ApiError::invalid_param(
+            "query",
+            "unknown position: parse error: no expression found in input",
+        )),
+    }
+}
+
+/// The engine for one request: the server's options with this request's
+/// `lookback_delta` and `timeout`.
+fn engine_for(state: &ApiState, params: &Params) -> ApiResult<(Engine, Duration)> {
+    let mut opts = state.engine_options.clone();
+    if let Some(v) = params.get("lookback_delta").filter(|v| !v.is_empty()) {
+        let ms = parse_duration(v).map_err(|e| ApiError::invalid_param("lookback_delta", e))?;
+        if ms < 0 {
+            return Err(ApiError::invalid_param(
+                "lookback_delta",
+                "lookback delta must not be negative",
+            ));
+        }
+        if ms > 0 {
+            opts.lookback_delta_ms = ms;
+        }
+    }
+    let mut timeout = opts.timeout;
+    if let Some(v) = params.get("timeout").filter(|v| !v.is_empty()) {
+        let ms = parse_duration(v).map_err(|e| ApiError::invalid_param("timeout", e))?;
+        if ms <= 0 {
+            return Err(ApiError::invalid_param(
+                "timeout",
+                "timeout must be positive",
+            ));
+        }
+        timeout = timeout.min(Duration::from_millis(ms as u64));
+    }
+    opts.timeout = timeout;
+    Ok((Engine::new(opts), timeout))
+}
+
+fn query_error(e: QueryError) -> ApiError {
+    match e {
+        QueryError::Parse(m) => ApiError::invalid_param("query", m),
+        QueryError::Execution(m) => ApiError::new(ErrorType::Execution, m),
+        e @ QueryError::TooManySamples(_) => ApiError::new(ErrorType::Execution, e.to_string()),
+        e @ QueryError::Timeout(_) => ApiError::new(ErrorType::Timeout, e.to_string()),
+        e @ QueryError::Canceled(_) => ApiError::new(ErrorType::Canceled, e.to_string()),
+        QueryError::Storage(e) => e.into(),
+    }
+}
+
+async fn with_timeout(
+    timeout: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = hearth_promql::Result<QueryResult>>,
+) -> ApiResult<QueryResult> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r.map_err(query_error),
+        Err(_) => Err(ApiError::new(
+            ErrorType::Timeout,
+            format!("query timed out in {what}"),
+        )),
+    }
+}
+
+pub async fn instant(State(state): State<ApiState>, params: Params) -> ApiResult<Response> {
+    let query = query_param(&params)?;
+    let t = params.time_or("time", (state.clock)())?;
+    let limit = params.limit()?;
+    let (engine, timeout) = engine_for(&state, &params)?;
+    let r = with_timeout(
+        timeout,
+        "query execution",
+        engine.instant_query(state.queryable.as_ref(), &query, t),
+    )
+    .await?;
+    Ok(render(r, limit))
+}
+
+pub async fn range(State(state): State<ApiState>, params: Params) -> ApiResult<Response> {
+    let query = query_param(&params)?;
+    let start = required_time(&params, "start")?;
+    let end = required_time(&params, "end")?;
+    if end < start {
+        return Err(ApiError::invalid_param(
+            "end",
+            "end timestamp must not be before start time",
+        ));
+    }
+    let step = match params.get("step") {
+        None | Some("") => return Err(ApiError::invalid_param("step", "missing step")),
+        Some(v) => parse_duration(v).map_err(|e| ApiError::invalid_param("step", e))?,
+    };
+    if step <= 0 {
+        return Err(ApiError::invalid_param(
+            "step",
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end - start) / step > MAX_POINTS_PER_SERIES {
+        return Err(ApiError::bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    if let Ok(expr) = promql_parser::parser::parse(&query) {
+        use promql_parser::parser::value::ValueType;
+        let vt = expr.value_type();
+        if !matches!(vt, ValueType::Scalar | ValueType::Vector) {
+            return Err(ApiError::bad_data(format!(
+                "invalid parameter \"query\": invalid expression type \"{vt}\" for range query, must be Scalar or instant Vector"
+            )));
+        }
+    }
+    let limit = params.limit()?;
+    let (engine, timeout) = engine_for(&state, &params)?;
+    let r = with_timeout(
+        timeout,
+        "query execution",
+        engine.range_query(state.queryable.as_ref(), &query, start, end, step),
+    )
+    .await?;
+    Ok(render(r, limit))
+}
+
+fn required_time(params: &Params, name: &str) -> ApiResult<i64> {
+    match params.get(name) {
+        None | Some("") => Err(ApiError::invalid_param(name, format!("missing {name}"))),
+        Some(_) => params.time_or(name, 0),
+    }
+}
+
+pub async fn format(params: Params) -> ApiResult<Response> {
+    let query = query_param(&params)?;
+    let expr =
+        promql_parser::parser::parse(&query).map_err(|e| ApiError::invalid_param("query", e))?;
+    let mut out = String::new();
+    json::write_str(&mut out, &expr.prettify(), true);
+    Ok(json::success(&out, &[]))
+}
+
+/// Renders a result as `{"resultType":…,"result":…}`.
+fn render(r: QueryResult, limit: usize) -> Response {
+    let mut warnings = r.warnings;
+    let mut out = String::with_capacity(256);
+    out.push_str(r#"{"resultType":""#);
+    out.push_str(r.value.type_name());
+    out.push_str(r#"","result":"#);
+    match r.value {
+        Value::Scalar { t, v } => {
+            out.push('[');
+            out.push_str(&format_float_seconds(t));
+            out.push_str(",\"");
+            out.push_str(&format_value_plain(v));
+            out.push_str("\"]");
+        }
+        Value::String { t, v } => {
+            out.push('[');
+            out.push_str(&format_float_seconds(t));
+            out.push(',');
+            json::write_str(&mut out, &v, true);
+            out.push(']');
+        }
+        Value::Vector(samples) => {
+            out.push('[');
+            for (i, s) in samples.iter().enumerate() {
+                if limit > 0 && i == limit {
+                    warnings.push(TRUNCATED.into());
+                    break;
+                }
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(r#"{"metric":"#);
+                json::write_labels(&mut out, &s.metric);
+                out.push_str(r#","value":["#);
+                out.push_str(&format_timestamp(s.t));
+                out.push_str(",\"");
+                out.push_str(&format_sample_value(s.f));
+                out.push_str("\"]}");
+            }
+            out.push(']');
+        }
+        Value::Matrix(series) => {
+            out.push('[');
+            for (i, s) in series.iter().enumerate() {
+                if limit > 0 && i == limit {
+                    warnings.push(TRUNCATED.into());
+                    break;
+                }
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(r#"{"metric":"#);
+                json::write_labels(&mut out, &s.metric);
+                out.push_str(r#","values":["#);
+                for (j, p) in s.floats.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    out.push('[');
+                    out.push_str(&format_timestamp(p.t));
+                    out.push_str(",\"");
+                    out.push_str(&format_sample_value(p.f));
+                    out.push_str("\"]");
+                }
+                out.push_str("]}");
+            }
+            out.push(']');
+        }
+    }
+    out.push('}');
+    json::success_with_infos(&out, &warnings, &r.infos)
+}
+
+/// A sample timestamp: integer seconds, then `.` and exactly three digits
+/// when there are milliseconds (specs/http-api.md §2.2).
+pub fn format_timestamp(t: i64) -> String {
+    let sign = if t < 0 { "-" } else { "" };
+    let a = t.unsigned_abs();
+    if a.is_multiple_of(1000) {
+        format!("{sign}{}", a / 1000)
+    } else {
+        format!("{sign}{}.{:03}", a / 1000, a % 1000)
+    }
+}
+
+/// A scalar or string result's timestamp: `t / 1000` as the shortest float.
+pub fn format_float_seconds(t: i64) -> String {
+    let f = t as f64 / 1000.0;
+    if f == f.trunc() && f.abs() < 1e21 {
+        format!("{}", f as i64)
+    } else {
+        format!("{f}")
+    }
+}
+
+fn special(v: f64) -> Option<&'static str> {
+    if v.is_nan() {
+        Some("NaN")
+    } else if v == f64::INFINITY {
+        Some("+Inf")
+    } else if v == f64::NEG_INFINITY {
+        Some("-Inf")
+    } else {
+        None
+    }
+}
+
+/// Rule F: plain decimal, never an exponent.
+pub fn format_value_plain(v: f64) -> String {
+    special(v)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{v}"))
+}
+
+/// Rule S: Go's `FormatFloat(v, 'f' or 'e', -1, 64)` as Prometheus's JSON
+/// encoder picks it: exponent form below 1e-6 and from 1e21.
+pub fn format_sample_value(v: f64) -> String {
+    if let Some(s) = special(v) {
+        return s.to_string();
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-6..1e21).contains(&a) {
+        let e = format!("{v:e}");
+        let (mantissa, exp) = e.split_once('e').expect("{:e} always has an exponent");
+        let (sign, digits) = match exp.strip_prefix('-') {
+            Some(d) => ('-', d),
+            None => ('+', exp),
+        };
+        return format!("{mantissa}e{sign}{digits:0>2}");
+    }
+    format!("{v}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_format_like_prometheus() {
+        for (x, s, f) in [
+            (1.0, "1", "1"),
+            (0.1, "0.1", "0.1"),
+            (-2.5, "-2.5", "-2.5"),
+            (1234567.125, "1234567.125", "1234567.125"),
+            (0.000001, "0.000001", "0.000001"),
+            (1.5e-7, "1.5e-07", "0.00000015"),
+            (1e21, "1e+21", "1000000000000000000000"),
+            (
+                1.2345678901234568e20,
+                "123456789012345680000",
+                "123456789012345680000",
+            ),
+            (-0.0, "-0", "-0"),
+            (f64::NAN, "NaN", "NaN"),
+            (f64::INFINITY, "+Inf", "+Inf"),
+            (f64::NEG_INFINITY, "-Inf", "-Inf"),
+        ] {
+            assert_eq!(format_sample_value(x), s, "rule S for {x}");
+            assert_eq!(format_value_plain(x), f, "rule F for {x}");
+        }
+        assert_eq!(format_sample_value(1e100), "1e+100");
+    }
+
+    #[test]
+    fn timestamps_format_like_prometheus() {
+        assert_eq!(format_timestamp(1435781451781), "1435781451.781");
+        assert_eq!(format_timestamp(1435781451780), "1435781451.780");
+        assert_eq!(format_timestamp(1435781451001), "1435781451.001");
+        assert_eq!(format_timestamp(1435781451000), "1435781451");
+        assert_eq!(format_timestamp(-1500), "-1.500");
+        assert_eq!(format_float_seconds(1435781451780), "1435781451.78");
+        assert_eq!(format_float_seconds(1435781451000), "1435781451");
+    }
+}

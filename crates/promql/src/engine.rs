@@ -1,0 +1,315 @@
+//! The query engine's entry points: options, instant and range queries.
+//!
+//! A query is parsed with `promql-parser`, the series of every selector are
+//! fetched up front through [`Queryable::select`], then the expression is
+//! evaluated synchronously step by step.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use hearth_model::Labels;
+use hearth_storage_api::{Queryable, SelectHints};
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::Expr;
+
+use crate::eval::{
+    check_same_labelset, collect_selectors, push_point, selector_key, selector_matchers,
+    without_name, Evaluator, StoredSeries,
+};
+use crate::{Error, FPoint, Result, Sample, Series, Value};
+
+/// How the engine evaluates queries.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample (5m).
+    pub lookback_delta_ms: i64,
+    /// The most samples a query may hold in memory at once.
+    pub max_samples: usize,
+    /// How long a query may run.
+    pub timeout: Duration,
+    /// Enables functions Prometheus gates behind a feature flag.
+    pub enable_experimental_functions: bool,
+    /// Keeps `__name__` until the end of evaluation (Prometheus's flag).
+    pub enable_delayed_name_removal: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            lookback_delta_ms: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            enable_experimental_functions: false,
+            enable_delayed_name_removal: false,
+        }
+    }
+}
+
+/// A query's value with the warnings and infos gathered on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryResult {
+    pub value: Value,
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
+/// Evaluates PromQL against a [`Queryable`].
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    opts: EngineOptions,
+}
+
+impl Engine {
+    pub fn new(opts: EngineOptions) -> Self {
+        Self { opts }
+    }
+
+    /// The engine's options.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Evaluates `query` at `t_ms`.
+    pub async fn instant_query(
+        &self,
+        storage: &dyn Queryable,
+        query: &str,
+        t_ms: i64,
+    ) -> Result<QueryResult> {
+        let expr = self.parse(query)?;
+        let mut ev = self.prepare(storage, query, &expr, t_ms, t_ms, 0).await?;
+        ev.check_deadline()?;
+        let value = match ev.eval(&expr, t_ms)? {
+            Value::Vector(v) => Value::Vector(self.finish_vector(v)?),
+            Value::Matrix(m) => Value::Matrix(finish_matrix(m)?),
+            other => other,
+        };
+        Ok(QueryResult {
+            value,
+            warnings: dedup(ev.warnings),
+            infos: dedup(ev.infos),
+        })
+    }
+
+    /// Evaluates `query` at every step from `start_ms` to `end_ms`; the value
+    /// is a [`Value::Matrix`].
+    pub async fn range_query(
+        &self,
+        storage: &dyn Queryable,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<QueryResult> {
+        if step_ms <= 0 {
+            return Err(Error::Execution(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end_ms < start_ms {
+            return Err(Error::Execution(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        let expr = self.parse(query)?;
+        match expr.value_type() {
+            ValueType::Scalar | ValueType::Vector => {}
+            other => {
+                return Err(Error::Execution(format!(
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                match other {
+                    ValueType::Matrix => "range vector",
+                    ValueType::String => "string",
+                    _ => "unknown",
+                }
+            )))
+            }
+        }
+        let mut ev = self
+            .prepare(storage, query, &expr, start_ms, end_ms, step_ms)
+            .await?;
+        let mut by_labels: HashMap<Labels, usize> = HashMap::new();
+        let mut series: Vec<Series> = Vec::new();
+        let mut t = start_ms;
+        while t <= end_ms {
+            ev.check_deadline()?;
+            match ev.eval(&expr, t)? {
+                Value::Scalar { v, .. } => {
+                    push_point(&mut by_labels, &mut series, Labels::empty(), false, t, v)
+                }
+                Value::Vector(v) => {
+                    for s in self.finish_vector(v)? {
+                        push_point(&mut by_labels, &mut series, s.metric, false, t, s.f);
+                    }
+                }
+                other => {
+                    return Err(Error::Execution(format!(
+                        "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                        other.type_name()
+                    )))
+                }
+            }
+            t += step_ms;
+        }
+        series.retain(|s| !s.floats.is_empty() || !s.histograms.is_empty());
+        series.sort_by(|a, b| a.metric.cmp(&b.metric));
+        Ok(QueryResult {
+            value: Value::Matrix(series),
+            warnings: dedup(ev.warnings),
+            infos: dedup(ev.infos),
+        })
+    }
+
+    fn parse(&self, query: &str) -> Result<Expr> {
+        let expr = promql_parser::parser::parse(query).map_err(Error::Parse)?;
+        if !self.opts.enable_experimental_functions {
+            check_experimental(&expr)?;
+        }
+        Ok(expr)
+    }
+
+    /// Fetches every selector's series for evaluation over `[start, end]`.
+    async fn prepare<'e>(
+        &'e self,
+        storage: &dyn Queryable,
+        query: &str,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Evaluator<'e>> {
+        let deadline = Instant::now() + self.opts.timeout;
+        let mut selectors = Vec::new();
+        collect_selectors(
+            expr,
+            start,
+            end,
+            start,
+            end,
+            self.opts.lookback_delta_ms,
+            &mut selectors,
+        );
+        let mut data = HashMap::new();
+        let mut warnings = Vec::new();
+        let mut total = 0usize;
+        for (vs, mint, maxt) in selectors {
+            let mut merged: Vec<StoredSeries> = Vec::new();
+            let groups = selector_matchers(vs)?;
+            let several = groups.len() > 1;
+            for matchers in groups {
+                let set = storage
+                    .select(&matchers, SelectHints::new(mint, maxt))
+                    .await?;
+                warnings.extend(set.warnings);
+                for s in set.series {
+                    if several && merged.iter().any(|m| m.metric == s.labels) {
+                        continue;
+                    }
+                    let points: Vec<FPoint> = s
+                        .samples(mint, maxt)?
+                        .into_iter()
+                        .map(|p| FPoint { t: p.t, f: p.v })
+                        .collect();
+                    total += points.len();
+                    if total > self.opts.max_samples {
+                        return Err(Error::TooManySamples("query execution".into()));
+                    }
+                    merged.push(StoredSeries {
+                        metric: s.labels,
+                        points,
+                    });
+                }
+            }
+            if several {
+                merged.sort_by(|a, b| a.metric.cmp(&b.metric));
+            }
+            data.insert(selector_key(vs), merged);
+        }
+        Ok(Evaluator {
+            opts: &self.opts,
+            start,
+            end,
+            step,
+            data,
+            warnings,
+            infos: Vec::new(),
+            deadline,
+            query: query.to_string(),
+        })
+    }
+
+    /// Applies delayed name removal and checks for duplicate label sets.
+    fn finish_vector(&self, mut v: Vec<Sample>) -> Result<Vec<Sample>> {
+        for s in &mut v {
+            if s.drop_name {
+                s.metric = without_name(&s.metric);
+                s.drop_name = false;
+            }
+        }
+        check_same_labelset(&v)?;
+        Ok(v)
+    }
+}
+
+fn finish_matrix(mut m: Vec<Series>) -> Result<Vec<Series>> {
+    for s in &mut m {
+        if s.drop_name {
+            s.metric = without_name(&s.metric);
+            s.drop_name = false;
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for s in &m {
+        if !seen.insert(&s.metric) {
+            return Err(Error::Execution(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
+    }
+    Ok(m)
+}
+
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|s| seen.insert(s.clone()));
+    v
+}
+
+/// Rejects experimental functions and aggregators unless enabled.
+fn check_experimental(e: &Expr) -> Result<()> {
+    match e {
+        Expr::Call(c) => {
+            if c.func.experimental {
+                return Err(Error::Parse(format!(
+                    "function \"{}\" is not enabled",
+                    c.func.name
+                )));
+            }
+            for a in &c.args.args {
+                check_experimental(a)?;
+            }
+            Ok(())
+        }
+        Expr::Aggregate(a) => {
+            let op = a.op.to_string();
+            if op == "limitk" || op == "limit_ratio" {
+                return Err(Error::Parse(format!(
+                    "{op}() is experimental and must be enabled with --enable-feature=promql-experimental-functions"
+                )));
+            }
+            check_experimental(&a.expr)?;
+            if let Some(p) = &a.param {
+                check_experimental(p)?;
+            }
+            Ok(())
+        }
+        Expr::Paren(p) => check_experimental(&p.expr),
+        Expr::Unary(u) => check_experimental(&u.expr),
+        Expr::Subquery(s) => check_experimental(&s.expr),
+        Expr::Binary(b) => {
+            check_experimental(&b.lhs)?;
+            check_experimental(&b.rhs)
+        }
+        _ => Ok(()),
+    }
+}
