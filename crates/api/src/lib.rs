@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod params;
 pub mod query;
 pub mod remote_write;
+pub mod status;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct ApiState {
     pub appendable: Option<Arc<dyn Appendable>>,
     pub ready: Arc<AtomicBool>,
     pub metrics: Arc<ApiMetrics>,
+    /// What the status endpoints report.
+    pub status: status::StatusInfo,
     /// The process registry served on `/metrics`.
     pub registry: Arc<prometheus_client::registry::Registry>,
     pub clock: Clock,

@@ -6,6 +6,11 @@ pub fn duration_ms(v: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("invalid duration {v:?}"))
 }
 
+/// Checks a Prometheus duration and keeps its text (for status reports).
+pub fn duration_text(v: &str) -> Result<String, String> {
+    duration_ms(v).map(|_| v.to_string())
+}
+
 /// Parses a Prometheus byte size (`512MB`, `1GB`, `0`) into bytes: units
 /// B, KB, MB, GB, TB, PB, EB, powers of 1024 as in Prometheus.
 pub fn bytes(v: &str) -> Result<u64, String> {

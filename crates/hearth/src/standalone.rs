@@ -30,8 +30,8 @@ pub struct Args {
     )]
     listen_address: SocketAddr,
     /// How long to retain samples in storage (Prometheus duration; 0 = no time retention).
-    #[arg(long = "storage.tsdb.retention.time", default_value = "15d", value_parser = flags::duration_ms)]
-    retention_time: i64,
+    #[arg(long = "storage.tsdb.retention.time", default_value = "15d", value_parser = flags::duration_text)]
+    retention_time: String,
     /// Maximum number of bytes of blocks to keep (`512MB`, `0` = no size retention).
     #[arg(long = "storage.tsdb.retention.size", default_value = "0", value_parser = flags::bytes)]
     retention_size: u64,
@@ -61,13 +61,49 @@ pub struct Args {
     compaction_interval: i64,
 }
 
+/// The flags as `/api/v1/status/flags` reports them.
+fn flags_map(args: &Args) -> std::collections::BTreeMap<String, String> {
+    let mut m = std::collections::BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        m.insert(k.to_string(), v);
+    };
+    put("storage.tsdb.path", args.storage_path.display().to_string());
+    put("web.listen-address", args.listen_address.to_string());
+    put("storage.tsdb.retention.time", args.retention_time.clone());
+    put(
+        "storage.tsdb.retention.size",
+        args.retention_size.to_string(),
+    );
+    put(
+        "storage.tsdb.min-block-duration",
+        format!("{}ms", args.min_block_duration),
+    );
+    put(
+        "storage.tsdb.max-block-duration",
+        args.max_block_duration
+            .map(|d| format!("{d}ms"))
+            .unwrap_or_default(),
+    );
+    put("storage.tsdb.wal-fsync", args.wal_fsync.to_string());
+    put(
+        "storage.tsdb.wal-compression",
+        args.wal_compression.to_string(),
+    );
+    put("query.lookback-delta", format!("{}ms", args.lookback_delta));
+    put("query.timeout", format!("{}ms", args.query_timeout));
+    put("query.max-samples", args.query_max_samples.to_string());
+    m
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let started = hearth_api::system_clock()();
+    let retention_time = flags::duration_ms(&args.retention_time).map_err(anyhow::Error::msg)?;
     let opts = DbOptions {
         min_block_duration: args.min_block_duration,
         max_block_duration: args.max_block_duration.unwrap_or_else(|| {
-            default_max_block_duration(args.retention_time).max(args.min_block_duration)
+            default_max_block_duration(retention_time).max(args.min_block_duration)
         }),
-        retention_time: args.retention_time,
+        retention_time,
         retention_size: args.retention_size,
         wal_fsync: args.wal_fsync,
         wal_compression: args.wal_compression,
@@ -102,6 +138,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         appendable: Some(db.clone()),
         ready: ready.clone(),
         metrics,
+        status: hearth_api::status::StatusInfo {
+            flags: flags_map(&args),
+            config_yaml: String::new(),
+            storage_retention: args.retention_time.clone(),
+            start_time: started,
+            tsdb: Some(Arc::new(TsdbStatus(db.clone()))),
+        },
         registry: Arc::new(registry),
         clock: hearth_api::system_clock(),
     };
@@ -129,6 +172,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     compactor.await?;
     db.close().context("close storage")?;
     Ok(())
+}
+
+/// `/api/v1/status/tsdb` from the head's statistics.
+struct TsdbStatus(Arc<Db>);
+
+impl hearth_api::status::TsdbStatusSource for TsdbStatus {
+    fn tsdb_status(&self, limit: usize) -> hearth_api::status::TsdbStatus {
+        let head = self.0.head();
+        let s = head.stats(limit);
+        hearth_api::status::TsdbStatus {
+            num_series: s.num_series,
+            num_label_pairs: s.num_label_pairs,
+            chunk_count: s.chunk_count,
+            min_time: if head.is_empty() { 0 } else { head.min_time() },
+            max_time: if head.is_empty() { 0 } else { head.max_time() },
+            series_count_by_metric_name: s.series_count_by_metric_name,
+            label_value_count_by_label_name: s.label_value_count_by_label_name,
+            memory_in_bytes_by_label_name: s.memory_in_bytes_by_label_name,
+            series_count_by_label_value_pair: s.series_count_by_label_value_pair,
+        }
+    }
 }
 
 /// The TSDB's gauges, read at scrape time.

@@ -235,6 +235,7 @@ impl Engine {
             infos: Vec::new(),
             deadline,
             query: query.to_string(),
+            subquery_cache: HashMap::new(),
         })
     }
 

@@ -106,6 +106,10 @@ pub(crate) struct Evaluator<'a> {
     pub deadline: Instant,
     /// The query text, for annotation positions.
     pub query: String,
+    /// Subquery inner results by (subquery node, timestamp): inner steps
+    /// are aligned to multiples of the step, so consecutive outer steps
+    /// share most of them.
+    pub subquery_cache: HashMap<(usize, i64), Value>,
 }
 
 /// A range vector with where it came from, as range functions need it.
@@ -431,12 +435,24 @@ impl Evaluator<'_> {
     /// Evaluates a subquery at `t` into a range vector.
     pub fn subquery(&mut self, sq: &SubqueryExpr, t: i64) -> Result<RangeArg> {
         let (start, end, step) = self.subquery_steps(sq, t);
+        let key = sq as *const SubqueryExpr as usize;
+        // Outer steps ascend: inner results before this window are done.
+        self.subquery_cache
+            .retain(|(k, ts), _| *k != key || *ts >= start);
         let mut by_labels: HashMap<Labels, usize> = HashMap::new();
         let mut series: Vec<Series> = Vec::new();
         let mut ts = start;
         while ts <= end {
             self.check_deadline()?;
-            match self.eval(&sq.expr, ts)? {
+            let value = match self.subquery_cache.get(&(key, ts)) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = self.eval(&sq.expr, ts)?;
+                    self.subquery_cache.insert((key, ts), v.clone());
+                    v
+                }
+            };
+            match value {
                 Value::Scalar { v, .. } => {
                     push_point(&mut by_labels, &mut series, Labels::empty(), false, ts, v)
                 }

@@ -678,3 +678,130 @@ async fn errors() {
         Err(Error::Execution(_))
     ));
 }
+
+#[tokio::test]
+async fn fill_modifiers() {
+    let s = MemStorage::load(
+        5 * M,
+        &[
+            r#"left{label="a"} 10"#,
+            r#"left{label="c"} 30"#,
+            r#"right{label="a"} 100"#,
+            r#"right{label="d"} 400"#,
+        ],
+    );
+    assert_eq!(
+        vec_at(&s, "left + fill(0) right", 0).await,
+        vec![
+            r#"{label="a"} 110"#,
+            r#"{label="c"} 30"#,
+            r#"{label="d"} 400"#
+        ]
+    );
+    assert_eq!(
+        vec_at(&s, "left + fill_left(5) right", 0).await,
+        vec![r#"{label="a"} 110"#, r#"{label="d"} 405"#]
+    );
+    assert_eq!(
+        vec_at(&s, "left == fill(30) right", 0).await,
+        vec![r#"{__name__="left", label="c"} 30"#]
+    );
+}
+
+#[tokio::test]
+async fn query_context_functions() {
+    let s = MemStorage::default();
+    let r = engine()
+        .range_query(
+            &s,
+            "start() + end() + step() + range()",
+            60_000,
+            180_000,
+            60_000,
+        )
+        .await
+        .unwrap();
+    let Value::Matrix(m) = r.value else { panic!() };
+    assert_eq!(
+        m[0].floats.iter().map(|p| p.f).collect::<Vec<_>>(),
+        vec![420.0; 3]
+    );
+    assert_eq!(scalar(&instant(&s, "max_of(1, 3)", 0).await), 3.0);
+    assert!(scalar(&instant(&s, "min_of(1, NaN)", 0).await).is_nan());
+}
+
+#[tokio::test]
+async fn histogram_fraction_classic() {
+    let s = MemStorage::load(
+        5 * M,
+        &[
+            r#"h_bucket{le="1"} 1"#,
+            r#"h_bucket{le="2"} 3"#,
+            r#"h_bucket{le="3"} 6"#,
+            r#"h_bucket{le="+Inf"} 100"#,
+        ],
+    );
+    let Value::Vector(v) = instant(&s, "histogram_fraction(0, 1.5, h_bucket)", 0).await else {
+        panic!()
+    };
+    assert!(close(v[0].f, 0.02), "{}", v[0].f);
+    let Value::Vector(v) = instant(&s, "histogram_fraction(400, +Inf, h_bucket)", 0).await else {
+        panic!()
+    };
+    assert!(close(v[0].f, 0.94), "{}", v[0].f);
+}
+
+#[tokio::test]
+async fn annotations_carry_positions() {
+    let s = http();
+    let r = engine()
+        .instant_query(&s, "quantile(2, http_requests)", 50 * M)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.warnings,
+        vec!["PromQL warning: quantile value should be between 0 and 1, got 2 (1:10)"]
+    );
+    let r = engine()
+        .range_query(&s, "sum(sort(http_requests))", 0, M, M)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.warnings,
+        vec!["PromQL warning: sort is ineffective for range queries since results are always ordered by labels (1:5)"]
+    );
+}
+
+#[tokio::test]
+async fn delayed_name_removal_follows_aggregations() {
+    let s = MemStorage::load(
+        M,
+        &[r#"a_total{env="1"} 0+1x10"#, r#"b_total{env="1"} 0+2x10"#],
+    );
+    let delayed = Engine::new(EngineOptions {
+        enable_delayed_name_removal: true,
+        ..EngineOptions::default()
+    });
+    // The name survives until the end, so grouping by it keeps two groups
+    // that collide once it is dropped.
+    assert!(matches!(
+        delayed
+            .instant_query(&s, r#"sum by (__name__) (rate({env="1"}[5m]))"#, 10 * M)
+            .await,
+        Err(Error::Execution(_))
+    ));
+    let r = delayed
+        .instant_query(&s, r#"sum by (__name__) (a_total)"#, 10 * M)
+        .await
+        .unwrap();
+    assert_eq!(vector(&r.value), vec![r#"{__name__="a_total"} 10"#]);
+}
+
+#[test]
+fn query_futures_are_send() {
+    fn assert_send<T: Send>(_: T) {}
+    let s = MemStorage::default();
+    let e = engine();
+    assert_send(e.instant_query(&s, "1", 0));
+    assert_send(e.range_query(&s, "1", 0, 1, 1));
+}

@@ -1,9 +1,11 @@
 //! Runs parsed scripts against the engine and reports per-eval outcomes:
 //! [`run_script`] / [`run_file`] for one script, [`Summary`] for many.
 //!
-//! For an instant eval the runner checks (a) the query at its time and
-//! (c) the range-mode cross-check (a range query over `[t-1m, t+1m]` must
-//! give the same vector at `t`). The @-modifier variants (b) are not run.
+//! For an instant eval the runner checks, as upstream does, (a) the query
+//! at its time, (b) its @-modifier variants ([`crate::at_variants`]) and
+//! (c) for each, the range-mode cross-check (a range query over
+//! `[t-1m, t+1m]` must give the same vector at `t`); [`RunOptions`] turns
+//! (b) and (c) off.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -258,7 +260,7 @@ fn check_result(
     grid: Option<Grid>,
     result: Result<QueryResult, String>,
 ) -> Result<Option<QueryResult>, String> {
-    match (result, &eval.expect.fail) {
+    match (result, eval.expect.failure()) {
         (Err(e), Some(m)) => {
             if m.matches(&e) {
                 Ok(None)
@@ -295,7 +297,7 @@ pub struct RunOptions {
     /// (`[t-1m, t+1m]` step 1m, the point at `t`). On by default.
     pub range_cross_check: bool,
     /// (b) The @-modifier variants: selectors and subqueries pinned with
-    /// `@ T`, evaluated at `-10T, 0, T/5, T, 10T`. Off by default.
+    /// `@ T`, evaluated at `-10T, 0, T/5, T, 10T`. On by default.
     pub at_modifier_variants: bool,
 }
 
@@ -303,7 +305,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         Self {
             range_cross_check: true,
-            at_modifier_variants: false,
+            at_modifier_variants: true,
         }
     }
 }
@@ -576,7 +578,7 @@ pub fn main_with_args(files: &[PathBuf]) -> i32 {
     main_with_options(files, RunOptions::default())
 }
 
-/// [`main_with_args`] with `opts` (e.g. the @-modifier variants on).
+/// [`main_with_args`] with `opts` (e.g. only the query itself checked).
 pub fn main_with_options(files: &[PathBuf], opts: RunOptions) -> i32 {
     if files.is_empty() {
         eprintln!("usage: hearth tools promqltest FILE...");
@@ -593,6 +595,12 @@ mod tests {
     use hearth_model::{is_stale_nan, Matcher};
     use hearth_promql::{FPoint, Series};
     use hearth_storage_api::{Queryable, SelectHints};
+
+    /// The fake engine knows no `@`.
+    const FAKE: RunOptions = RunOptions {
+        range_cross_check: true,
+        at_modifier_variants: false,
+    };
 
     /// Knows bare metric names, numbers, strings, `error` and `warn_me`.
     struct FakeEngine;
@@ -634,6 +642,7 @@ mod tests {
             let mut warnings = Vec::new();
             let value = match query {
                 "error" => return Err("boom".into()),
+                "only_instant" => Value::Vector(Vec::new()),
                 "panic" => panic!("fake engine panic"),
                 "warn_me" => {
                     warnings.push("PromQL warning: w (1:1)".into());
@@ -663,6 +672,9 @@ mod tests {
             end: i64,
             step: i64,
         ) -> Result<QueryResult, String> {
+            if query == "only_instant" {
+                return Err("not in range mode".into());
+            }
             let mut out: Vec<Series> = Vec::new();
             let mut t = start;
             while t <= end {
@@ -743,7 +755,7 @@ eval instant at 1m m
 
     #[test]
     fn runs_a_script() {
-        let r = run_script_with(&FakeEngine, RunOptions::default(), "t.test", SCRIPT);
+        let r = run_script_with(&FakeEngine, FAKE, "t.test", SCRIPT);
         let passed: Vec<(usize, bool)> = r.evals.iter().map(|e| (e.line, e.passed())).collect();
         assert_eq!(
             passed,
@@ -780,7 +792,7 @@ eval instant at 1m m
     fn bad_commands_fail_the_file() {
         let r = run_script_with(
             &FakeEngine,
-            RunOptions::default(),
+            FAKE,
             "t.test",
             "load 1m\n  m 1\n\nbogus\n\neval instant at 0 m\n  m 1\n",
         );
@@ -789,7 +801,7 @@ eval instant at 1m m
             .failure
             .as_deref()
             .is_some_and(|f| f.contains("invalid command")));
-        let r = run_script_with(&FakeEngine, RunOptions::default(), "t.test", "bogus\n");
+        let r = run_script_with(&FakeEngine, FAKE, "t.test", "bogus\n");
         assert_eq!(
             r.counts(),
             Counts {
@@ -799,7 +811,7 @@ eval instant at 1m m
         );
         let r = run_script_with(
             &FakeEngine,
-            RunOptions::default(),
+            FAKE,
             "t.test",
             "load 1m\n  m 1 2\n\nload 1m\n  m 5\n\neval instant at 0 m\n  m 1\n",
         );
@@ -810,6 +822,25 @@ eval instant at 1m m
                 .is_some_and(|f| f.contains("load")),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn variants_and_range_mode_are_checked() {
+        let script = "load 1m\n  m 1 2\n\neval instant at 1m m\n  m 2\n";
+        let r = run_script_with(&FakeEngine, FAKE, "t.test", script);
+        assert!(r.evals[0].passed(), "{r:?}");
+        // The fake engine knows no `@`: the pinned query finds nothing.
+        let r = run_script_with(&FakeEngine, RunOptions::default(), "t.test", script);
+        let failure = r.evals[0].failure.as_deref().unwrap_or_default();
+        assert!(
+            failure.starts_with("@ variant \"m @ 60.000\" at -600000"),
+            "{failure}"
+        );
+        // A range query that errors fails the range-mode check.
+        let script = "eval instant at 0 only_instant\n";
+        let r = run_script_with(&FakeEngine, FAKE, "t.test", script);
+        let failure = r.evals[0].failure.as_deref().unwrap_or_default();
+        assert!(failure.starts_with("range mode: "), "{failure}");
     }
 
     #[test]

@@ -93,7 +93,11 @@ impl std::fmt::Display for MessageMatch {
 /// The `expect …` lines (and deprecated `eval_*` suffixes) of an eval.
 #[derive(Debug, Clone, Default)]
 pub struct Expectations {
+    /// From an `expect fail` line.
     pub fail: Option<MessageMatch>,
+    /// `eval_fail`: a failure with any message (unless an `expect fail`
+    /// line says which).
+    pub eval_fail: bool,
     pub warn: Vec<MessageMatch>,
     pub info: Vec<MessageMatch>,
     pub no_warn: bool,
@@ -103,6 +107,14 @@ pub struct Expectations {
     pub any_warn: bool,
     /// `eval_info`: at least one info.
     pub any_info: bool,
+}
+
+impl Expectations {
+    /// The failure expected, if any.
+    pub fn failure(&self) -> Option<&MessageMatch> {
+        static ANY: MessageMatch = MessageMatch::Any;
+        self.fail.as_ref().or(self.eval_fail.then_some(&ANY))
+    }
 }
 
 /// An expected series with its position among the expected lines.
@@ -330,7 +342,7 @@ fn parse_eval_header(header: &str, eval: &mut Eval) -> Result<(), String> {
     let cmd = word().unwrap_or_default().to_ascii_lowercase();
     match cmd.as_str() {
         "eval" => {}
-        "eval_fail" => eval.expect.fail = Some(MessageMatch::Any),
+        "eval_fail" => eval.expect.eval_fail = true,
         "eval_warn" => eval.expect.any_warn = true,
         "eval_info" => eval.expect.any_info = true,
         "eval_ordered" => eval.expect.ordered = true,
@@ -526,7 +538,10 @@ mod tests {
         let e = only_eval("eval range from 10m to 0 step 5m a");
         assert!(e.error.is_some(), "end before start");
         let e = only_eval("eval_fail instant at 0 a");
-        assert!(e.expect.fail.is_some());
+        assert!(matches!(e.expect.failure(), Some(MessageMatch::Any)));
+        let e = only_eval("eval_fail instant at 0 a\n  expect fail msg: boom\n");
+        assert!(matches!(e.expect.failure(), Some(MessageMatch::Exact(m)) if m == "boom"));
+        assert!(e.error.is_none());
         let e = only_eval("eval instant a");
         assert!(e.error.is_some());
     }
@@ -571,6 +586,34 @@ mod tests {
         assert!(e.error.is_none());
         let e = only_eval("eval instant at 1m a\n  a 1 2\n");
         assert!(e.error.is_some(), "two values on an instant line");
+    }
+
+    #[test]
+    fn scalar_line_ends_the_block() {
+        let s = parse_script("eval instant at 0 1\n  1\n  eval instant at 0 2\n  2\n");
+        let evals = s
+            .commands
+            .iter()
+            .filter(|c| matches!(c, Command::Eval(_)))
+            .count();
+        assert_eq!(evals, 2);
+    }
+
+    #[test]
+    fn tricky_series_lines() {
+        let e = only_eval("eval range from 0 to 4m step 1m a\n  a 1 _x3 stale\n  {} 0x4\n");
+        assert!(e.error.is_none(), "{:?}", e.error);
+        let Expected::Series(s) = &e.expected else {
+            panic!("series expected")
+        };
+        assert_eq!(s[0].series.slots.len(), 5);
+        assert_eq!(s[1].series.slots.len(), 5, "0x4 is five zeros");
+        let e = only_eval("eval range from 0 to 1m step 1m a\n  a 1 2 3\n");
+        assert!(e.error.is_some(), "more values than steps");
+        let e = only_eval("eval instant at 0 a\n  {} {{schema:0 sum:1 count:1}}x1\n");
+        assert!(e.error.is_some(), "two histograms on an instant line");
+        let e = only_eval("eval instant at 0 a\n  {} {{schema:0 sum:1 count:1 buckets:[1]}}\n");
+        assert!(e.has_histograms() && e.error.is_none());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 /// Passing non-native-histogram evals when the floor was last raised.
-const MIN_PASSING: usize = 5;
+const MIN_PASSING: usize = 483;
 
 #[test]
 fn promqltest_scripts() {
@@ -35,18 +35,19 @@ fn promqltest_scripts() {
         "without native histograms: {} passed, {} failed; with: {} passed, {} failed",
         floats.passed, floats.failed, native.passed, native.failed
     );
-    // Informational: the stricter mode with upstream's @-modifier variants.
-    let strict = hearth_promqltest::run_files_with(
+    // Informational: only the query itself checked (no @-modifier
+    // variants, no range-mode cross-check).
+    let lenient = hearth_promqltest::run_files_with(
         &files,
         hearth_promqltest::RunOptions {
-            at_modifier_variants: true,
-            ..Default::default()
+            at_modifier_variants: false,
+            range_cross_check: false,
         },
     );
-    let s = strict.counts();
+    let l = lenient.counts();
     println!(
-        "with @-modifier variants: {} passed, {} failed",
-        s.passed, s.failed
+        "query only, without variants or range-mode check: {} passed, {} failed",
+        l.passed, l.failed
     );
     assert!(
         floats.passed >= MIN_PASSING,

@@ -564,7 +564,68 @@ impl PostingsSource for Head {
     }
 }
 
+/// The head's cardinality statistics (Prometheus's `PostingsStats`).
+#[derive(Debug, Clone, Default)]
+pub struct HeadStats {
+    pub num_series: u64,
+    pub num_label_pairs: u64,
+    pub chunk_count: u64,
+    pub series_count_by_metric_name: Vec<(String, u64)>,
+    pub label_value_count_by_label_name: Vec<(String, u64)>,
+    pub memory_in_bytes_by_label_name: Vec<(String, u64)>,
+    pub series_count_by_label_value_pair: Vec<(String, u64)>,
+}
+
+fn top(mut v: Vec<(String, u64)>, limit: usize) -> Vec<(String, u64)> {
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(limit);
+    v
+}
+
 impl Head {
+    /// Cardinality statistics, each list sorted by value descending and cut
+    /// to `limit` entries.
+    pub fn stats(&self, limit: usize) -> HeadStats {
+        let p = self.postings.read();
+        let mut by_metric = Vec::new();
+        let mut values_by_name = Vec::new();
+        let mut bytes_by_name = Vec::new();
+        let mut by_pair = Vec::new();
+        let mut pairs = 0u64;
+        for (name, values) in &p.map {
+            if name.is_empty() {
+                continue;
+            }
+            values_by_name.push((name.to_string(), values.len() as u64));
+            let mut bytes = 0u64;
+            for (value, ids) in values {
+                pairs += 1;
+                bytes += (value.len() * ids.len()) as u64;
+                by_pair.push((format!("{name}={value}"), ids.len() as u64));
+                if &**name == hearth_model::METRIC_NAME {
+                    by_metric.push((value.to_string(), ids.len() as u64));
+                }
+            }
+            bytes_by_name.push((name.to_string(), bytes));
+        }
+        drop(p);
+        let chunk_count = self
+            .by_id
+            .read()
+            .values()
+            .map(|s| s.chunk_count() as u64)
+            .sum();
+        HeadStats {
+            num_series: self.num_series() as u64,
+            num_label_pairs: pairs,
+            chunk_count,
+            series_count_by_metric_name: top(by_metric, limit),
+            label_value_count_by_label_name: top(values_by_name, limit),
+            memory_in_bytes_by_label_name: top(bytes_by_name, limit),
+            series_count_by_label_value_pair: top(by_pair, limit),
+        }
+    }
+
     /// All label names present in the head, sorted.
     pub fn label_names(&self) -> Vec<String> {
         let p = self.postings.read();
