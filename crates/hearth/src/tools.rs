@@ -3,6 +3,7 @@
 //! * `create-blocks-from openmetrics FILE DIR`: backfill, as `promtool tsdb
 //!   create-blocks-from openmetrics`: one block per aligned block-duration
 //!   window, `maxTime` = last sample + 1, level 1.
+//! * `promqltest FILE...`: Prometheus's PromQL conformance scripts.
 //! * `tsdb dump DIR`: every sample of a data directory (blocks, head and
 //!   WAL), one line each, like `promtool tsdb dump`.
 
@@ -37,6 +38,14 @@ enum Tool {
     Tsdb {
         #[command(subcommand)]
         command: TsdbTool,
+    },
+    /// Run Prometheus's PromQL test scripts (`.test` files) against Hearth's
+    /// engine: per-file and total evals passed and failed, each failure as
+    /// FILE:LINE with the expected and actual result.
+    Promqltest {
+        /// The script files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -106,6 +115,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     format,
                 },
         } => dump(&dir, min_time, max_time, &format),
+        Tool::Promqltest { files } => {
+            let code = hearth_promqltest::main_with_args(&files);
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
     }
 }
 

@@ -12,10 +12,13 @@ use hearth_storage_api::{Queryable, SelectHints};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::Expr;
 
+use crate::duration_expr::{self, DurationContext};
 use crate::eval::{
     check_same_labelset, collect_selectors, push_point, selector_key, selector_matchers,
     without_name, Evaluator, StoredSeries,
 };
+use crate::info::add_default_info_selectors;
+use crate::range_modifiers::{self, RangeModifier};
 use crate::{Error, FPoint, Result, Sample, Series, Value};
 
 /// How the engine evaluates queries.
@@ -76,8 +79,19 @@ impl Engine {
         query: &str,
         t_ms: i64,
     ) -> Result<QueryResult> {
-        let expr = self.parse(query)?;
-        let mut ev = self.prepare(storage, query, &expr, t_ms, t_ms, 0).await?;
+        let expr = self.parse(
+            query,
+            DurationContext {
+                step_ms: 0,
+                range_ms: 0,
+            },
+        )?;
+        let mut expr = expr;
+        let mut modifiers = HashMap::new();
+        range_modifiers::extract(&mut expr, &mut modifiers);
+        let mut ev = self
+            .prepare(storage, query, &expr, modifiers, t_ms, t_ms, 0)
+            .await?;
         ev.check_deadline()?;
         let value = match ev.eval(&expr, t_ms)? {
             Value::Vector(v) => Value::Vector(self.finish_vector(v)?),
@@ -111,7 +125,13 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
-        let expr = self.parse(query)?;
+        let expr = self.parse(
+            query,
+            DurationContext {
+                step_ms,
+                range_ms: end_ms - start_ms,
+            },
+        )?;
         match expr.value_type() {
             ValueType::Scalar | ValueType::Vector => {}
             other => {
@@ -125,8 +145,11 @@ impl Engine {
             )))
             }
         }
+        let mut expr = expr;
+        let mut modifiers = HashMap::new();
+        range_modifiers::extract(&mut expr, &mut modifiers);
         let mut ev = self
-            .prepare(storage, query, &expr, start_ms, end_ms, step_ms)
+            .prepare(storage, query, &expr, modifiers, start_ms, end_ms, step_ms)
             .await?;
         let mut by_labels: HashMap<Labels, usize> = HashMap::new();
         let mut series: Vec<Series> = Vec::new();
@@ -160,11 +183,26 @@ impl Engine {
         })
     }
 
-    fn parse(&self, query: &str) -> Result<Expr> {
-        let expr = promql_parser::parser::parse(query).map_err(Error::Parse)?;
+    fn parse(&self, query: &str, ctx: DurationContext) -> Result<Expr> {
+        let mut expr = match promql_parser::parser::parse(query) {
+            Ok(e) => e,
+            // The parser does not read duration expressions; retry with
+            // them evaluated, but report the original error.
+            Err(original) => {
+                let mut text = duration_expr::rewrite(query, ctx).unwrap_or_else(|_| query.into());
+                if let Some(t) = range_modifiers::rewrite(&text) {
+                    text = t;
+                }
+                if text == query {
+                    return Err(Error::Parse(original));
+                }
+                promql_parser::parser::parse(&text).map_err(|_| Error::Parse(original))?
+            }
+        };
         if !self.opts.enable_experimental_functions {
             check_experimental(&expr)?;
         }
+        add_default_info_selectors(&mut expr);
         Ok(expr)
     }
 
@@ -174,6 +212,7 @@ impl Engine {
         storage: &dyn Queryable,
         query: &str,
         expr: &Expr,
+        modifiers: HashMap<usize, RangeModifier>,
         start: i64,
         end: i64,
         step: i64,
@@ -192,7 +231,13 @@ impl Engine {
         let mut data = HashMap::new();
         let mut warnings = Vec::new();
         let mut total = 0usize;
-        for (vs, mint, maxt) in selectors {
+        for (vs, mut mint, mut maxt) in selectors {
+            if modifiers.contains_key(&selector_key(vs)) {
+                // Anchors and interpolation read one sample beyond the window
+                // on either side.
+                mint -= self.opts.lookback_delta_ms;
+                maxt += self.opts.lookback_delta_ms;
+            }
             let mut merged: Vec<StoredSeries> = Vec::new();
             let groups = selector_matchers(vs)?;
             let several = groups.len() > 1;
@@ -236,6 +281,7 @@ impl Engine {
             deadline,
             query: query.to_string(),
             subquery_cache: HashMap::new(),
+            modifiers,
         })
     }
 

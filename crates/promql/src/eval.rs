@@ -491,7 +491,10 @@ impl Evaluator<'_> {
 /// `(line:col)` of byte offset `off` in `q` (col is the byte offset in the
 /// line plus one).
 pub(crate) fn position_of(q: &str, off: usize) -> String {
-    let off = off.min(q.len());
+    let mut off = off.min(q.len());
+    while !q.is_char_boundary(off) {
+        off -= 1;
+    }
     let before = &q[..off];
     let line = before.matches('\n').count() + 1;
     let col = off - before.rfind('\n').map_or(0, |i| i + 1) + 1;
@@ -565,6 +568,20 @@ pub(crate) fn collect_selectors<'e>(
             rec(&a.expr, out);
             if let Some(p) = &a.param {
                 rec(p, out);
+            }
+        }
+        Expr::Call(c) if c.func.name == "info" && c.args.args.len() == 2 => {
+            // The info series are read as of the base's reference times,
+            // which may lie anywhere the base's selectors read.
+            let before = out.len();
+            rec(&c.args.args[0], out);
+            let (mut lo, mut hi) = (start - lookback, end);
+            for (_, mint, maxt) in &out[before..] {
+                lo = lo.min(*mint - lookback);
+                hi = hi.max(*maxt);
+            }
+            if let Expr::VectorSelector(vs) = unwrap_parens(&c.args.args[1]) {
+                out.push((vs, lo, hi));
             }
         }
         Expr::Call(c) => {

@@ -808,6 +808,14 @@ impl Evaluator<'_> {
                 self.check_duplicates(&v)?;
                 Ok(Value::Vector(v))
             }
+            "info" => self.eval_info(&args, t),
+            // Native histograms are not stored yet, and these functions
+            // ignore float samples: the result is always empty.
+            "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+            | "histogram_stdvar" => {
+                self.eval_vector(arg(0)?, t)?;
+                Ok(Value::Vector(Vec::new()))
+            }
             "histogram_fraction" => {
                 let lower = self.eval_scalar(arg(0)?, t)?;
                 let upper = self.eval_scalar(arg(1)?, t)?;

@@ -7,10 +7,13 @@
 
 mod aggregate;
 mod binary;
+mod duration_expr;
 pub mod engine;
 pub mod error;
 mod eval;
 mod functions;
+mod info;
+mod range_modifiers;
 pub mod value;
 
 #[cfg(test)]

@@ -805,3 +805,32 @@ fn query_futures_are_send() {
     assert_send(e.instant_query(&s, "1", 0));
     assert_send(e.range_query(&s, "1", 0, 1, 1));
 }
+
+#[tokio::test]
+async fn info_enriches_with_target_info() {
+    let s = MemStorage::load(
+        M,
+        &[
+            r#"metric{instance="a", job="1"} 1 2 3 4"#,
+            r#"target_info{instance="a", job="1", version="old"} 1 1 stale"#,
+            r#"target_info{instance="a", job="1", version="new"} _ _ 1 1"#,
+        ],
+    );
+    assert_eq!(
+        vec_at(&s, "info(metric)", M).await,
+        vec![r#"{__name__="metric", instance="a", job="1", version="old"} 2"#]
+    );
+    assert_eq!(
+        vec_at(&s, "info(metric)", 3 * M).await,
+        vec![r#"{__name__="metric", instance="a", job="1", version="new"} 4"#]
+    );
+    // The info series is read as of the base's @ time.
+    assert_eq!(
+        vec_at(&s, "info(metric @ 60)", 3 * M).await,
+        vec![r#"{__name__="metric", instance="a", job="1", version="old"} 2"#]
+    );
+    assert_eq!(
+        vec_at(&s, r#"info(metric, {version=~"x.+"})"#, M).await,
+        Vec::<String>::new()
+    );
+}

@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_promql::{Engine, EngineOptions, QueryResult, Sample, Value};
@@ -138,7 +139,9 @@ impl fmt::Display for Summary {
         for file in &self.files {
             for e in &file.evals {
                 if let Some(why) = &e.failure {
-                    writeln!(f, "{}:{}: {}", file.name, e.line, why)?;
+                    // One line per failure, whatever the messages hold.
+                    let why = why.replace('\n', "\\n");
+                    writeln!(f, "{}:{}: {why}", file.name, e.line)?;
                 }
             }
         }
@@ -178,30 +181,69 @@ pub trait QueryEngine {
     ) -> Result<QueryResult, String>;
 }
 
-/// Hearth's engine, configured as upstream's test engine, each query run
-/// on a fresh single-threaded runtime.
+/// How long the runner waits for one query before giving up on it (the
+/// query's thread is left behind): a hanging engine fails the eval
+/// instead of hanging the run.
+pub const QUERY_GUARD: Duration = Duration::from_secs(20);
+
+/// Hearth's engine, configured as upstream's test engine. Each query runs
+/// on its own thread with a fresh single-threaded runtime, bounded by
+/// [`QUERY_GUARD`].
 pub struct PromqlEngine {
-    engine: Engine,
+    engine: Arc<Engine>,
 }
 
 impl Default for PromqlEngine {
     fn default() -> Self {
         Self {
-            engine: Engine::new(test_engine_options()),
+            engine: Arc::new(Engine::new(test_engine_options())),
         }
     }
 }
 
 impl PromqlEngine {
-    fn block_on<F: std::future::Future<Output = hearth_promql::Result<QueryResult>>>(
+    fn run(
         &self,
-        f: F,
+        storage: &ScriptStorage,
+        query: &str,
+        range: Option<(i64, i64, i64)>,
+        t_ms: i64,
     ) -> Result<QueryResult, String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("start a runtime: {e}"))?;
-        rt.block_on(f).map_err(|e| e.to_string())
+        let engine = self.engine.clone();
+        let storage = storage.clone();
+        let query = query.to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("promqltest-query".into())
+            .spawn(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| format!("start a runtime: {e}"))?;
+                    rt.block_on(async {
+                        match range {
+                            Some((start, end, step)) => {
+                                engine.range_query(&storage, &query, start, end, step).await
+                            }
+                            None => engine.instant_query(&storage, &query, t_ms).await,
+                        }
+                    })
+                    .map_err(|e| e.to_string())
+                }));
+                // The receiver is gone only after a timeout.
+                let _ = tx.send(result);
+            })
+            .map_err(|e| format!("start a query thread: {e}"))?;
+        match rx.recv_timeout(QUERY_GUARD) {
+            Ok(Ok(result)) => result,
+            // Re-raised here for `run_query`: a panic is not a query error.
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => std::panic::resume_unwind(Box::new(format!(
+                "query did not finish within {}s",
+                QUERY_GUARD.as_secs()
+            ))),
+        }
     }
 }
 
@@ -212,7 +254,7 @@ impl QueryEngine for PromqlEngine {
         query: &str,
         t_ms: i64,
     ) -> Result<QueryResult, String> {
-        self.block_on(self.engine.instant_query(storage, query, t_ms))
+        self.run(storage, query, None, t_ms)
     }
 
     fn range_query(
@@ -223,15 +265,13 @@ impl QueryEngine for PromqlEngine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<QueryResult, String> {
-        self.block_on(
-            self.engine
-                .range_query(storage, query, start_ms, end_ms, step_ms),
-        )
+        self.run(storage, query, Some((start_ms, end_ms, step_ms)), 0)
     }
 }
 
-/// Runs one query, turning a panic of the engine into a failure of the
-/// eval (the outer error) so one bad query does not stop the run.
+/// Runs one query, turning a panic of the engine (or a query that did not
+/// finish) into a failure of the eval, the outer error, so that it neither
+/// stops the run nor passes as an expected query error.
 fn run_query(
     engine: &dyn QueryEngine,
     storage: &ScriptStorage,
@@ -249,7 +289,7 @@ fn run_query(
             .map(|s| s.to_string())
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        format!("engine panicked: {msg}")
+        format!("query aborted: {msg}")
     })
 }
 
@@ -265,7 +305,7 @@ fn check_result(
             if m.matches(&e) {
                 Ok(None)
             } else {
-                Err(format!("expected error matching {m}, got error {e:?}"))
+                Err(format!("expected error matching {m} got error {e:?}"))
             }
         }
         (Err(e), None) => Err(format!(
@@ -273,7 +313,7 @@ fn check_result(
             render_expected(eval)
         )),
         (Ok(r), Some(m)) => Err(format!(
-            "expected error matching {m}, got {}",
+            "expected error matching {m} got {}",
             render_value(&r.value)
         )),
         (Ok(r), None) => {
@@ -777,7 +817,7 @@ eval instant at 1m m
         assert!(r.evals[8]
             .failure
             .as_deref()
-            .is_some_and(|f| f.contains("panicked")));
+            .is_some_and(|f| f.contains("aborted: fake engine panic")));
         assert!(r.evals[9].native_histograms);
         assert!(!r.evals[0].native_histograms);
         let summary = Summary { files: vec![r] };

@@ -6,7 +6,9 @@
 use regex::Regex;
 
 use crate::lex::{parse_duration, parse_scalar_line, read_quoted};
-use crate::series::{parse_series_line, start_timestamp_line, SeriesLine};
+use hearth_model::Labels;
+
+use crate::series::{parse_series_line, parse_start_timestamps, start_timestamp_line, SeriesLine};
 
 /// A parsed script.
 #[derive(Debug, Clone)]
@@ -38,6 +40,10 @@ pub struct Load {
     /// Series in order, a later line with the same labels replacing the
     /// earlier one.
     pub series: Vec<SeriesLine>,
+    /// Start-timestamp (`@st`) lines: per series, the offset of each
+    /// sample's start timestamp. Parsed and checked, not stored: the
+    /// storage API carries no start timestamps.
+    pub start_timestamps: Vec<(Labels, Vec<Option<i64>>)>,
 }
 
 impl Load {
@@ -235,14 +241,33 @@ fn parse_load(lineno: usize, header: &str, body: &[(usize, &str)]) -> Result<Loa
     };
     let step_ms = parse_duration(step)?;
     let mut series: Vec<SeriesLine> = Vec::new();
+    let mut start_timestamps = Vec::new();
+    let mut pending: Option<(usize, Labels, Vec<Option<i64>>)> = None;
     for &(n, text) in body {
-        if start_timestamp_line(text).is_some() {
-            // Start timestamps are not stored (see the crate docs).
+        if let Some((labels, rest)) = start_timestamp_line(text) {
+            if let Some((m, ..)) = pending {
+                return Err(format!("line {m}: start timestamps without their series"));
+            }
+            let st = parse_start_timestamps(rest).map_err(|e| format!("line {n}: {e}"))?;
+            pending = Some((n, labels, st));
             continue;
         }
         let s = parse_series_line(text).map_err(|e| format!("line {n}: {e}"))?;
         if s.slots.is_empty() {
             return Err(format!("line {n}: series without values"));
+        }
+        if let Some((m, labels, st)) = pending.take() {
+            if labels != s.labels {
+                return Err(format!("line {m}: start timestamps without their series"));
+            }
+            if st.len() != s.slots.len() {
+                return Err(format!(
+                    "line {m}: {} start timestamps for {} samples",
+                    st.len(),
+                    s.slots.len()
+                ));
+            }
+            start_timestamps.push((labels, st));
         }
         if let Some(old) = series.iter_mut().find(|o| o.labels == s.labels) {
             *old = s;
@@ -250,11 +275,15 @@ fn parse_load(lineno: usize, header: &str, body: &[(usize, &str)]) -> Result<Loa
             series.push(s);
         }
     }
+    if let Some((m, ..)) = pending {
+        return Err(format!("line {m}: start timestamps without their series"));
+    }
     Ok(Load {
         line: lineno,
         step_ms,
         with_nhcb,
         series,
+        start_timestamps,
     })
 }
 
@@ -644,5 +673,15 @@ mod tests {
         assert!(matches!(&s.commands[0], Command::Load(l) if l.has_histograms()));
         let s = parse_script("load 1m\n  a 1 {{schema:0 sum:1\n");
         assert!(matches!(&s.commands[0], Command::Invalid { .. }));
+        let s = parse_script("load 1m\n  c@st _ 0 0\n  c 1 2\n");
+        assert!(
+            matches!(&s.commands[0], Command::Invalid { .. }),
+            "length mismatch"
+        );
+        let s = parse_script("load 1m\n  c@st _ 0\n  d 1 2\n");
+        assert!(
+            matches!(&s.commands[0], Command::Invalid { .. }),
+            "other series"
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hearth_model::{Labels, STALE_NAN};
 use hearth_promql::FloatHistogram;
 
-use crate::lex::{parse_float, read_labels};
+use crate::lex::{parse_duration, parse_float, read_labels};
 
 /// Prometheus's counter-reset hints, as `FloatHistogram::counter_reset_hint`
 /// stores them.
@@ -67,12 +67,55 @@ pub fn parse_series_line(line: &str) -> Result<SeriesLine, String> {
 }
 
 /// Whether the line is a start-timestamp line (`series@st …`); returns the
-/// series labels if so.
-pub fn start_timestamp_line(line: &str) -> Option<Labels> {
+/// series labels and the rest of the line if so.
+pub fn start_timestamp_line(line: &str) -> Option<(Labels, &str)> {
     let (labels, rest) = read_labels(line).ok()?;
     rest.strip_prefix("@st")
         .filter(|r| r.is_empty() || r.starts_with(char::is_whitespace))
-        .map(|_| labels)
+        .map(|r| (labels, r))
+}
+
+/// Parses a signed duration of an ST line (`-30s`, `+1m`, `0`).
+fn signed_duration(s: &str) -> Result<i64, String> {
+    let (neg, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let d = parse_duration(body)?;
+    Ok(if neg { -d } else { d })
+}
+
+/// Expands the items of a start-timestamp (`@st`) line: offsets in
+/// milliseconds relative to each sample's timestamp, `None` for `_`.
+pub fn parse_start_timestamps(s: &str) -> Result<Vec<Option<i64>>, String> {
+    let mut out = Vec::new();
+    for item in s.split_whitespace() {
+        let bad = |e: String| format!("start timestamp {item:?}: {e}");
+        if item == "_" {
+            out.push(None);
+            continue;
+        }
+        if let Some(k) = item.strip_prefix("_x") {
+            out.extend(std::iter::repeat_n(None, parse_times(k).map_err(bad)?));
+            continue;
+        }
+        let Some((body, times)) = item.rsplit_once('x') else {
+            out.push(Some(signed_duration(item).map_err(bad)?));
+            continue;
+        };
+        let k = parse_times(times).map_err(bad)?;
+        let b = body.as_bytes();
+        let (start, delta) = match (1..b.len()).find(|&i| b[i] == b'+' || b[i] == b'-') {
+            None => (signed_duration(body).map_err(bad)?, 0),
+            Some(i) => (
+                signed_duration(&body[..i]).map_err(bad)?,
+                signed_duration(&body[i..]).map_err(bad)?,
+            ),
+        };
+        out.extend((0..=k as i64).map(|j| Some(start + j * delta)));
+    }
+    Ok(out)
 }
 
 /// Splits a value sequence into items: whitespace-separated, except that
@@ -479,6 +522,22 @@ mod tests {
         assert_eq!(l.labels.get("job"), Some("api"));
         assert_eq!(l.slots.len(), 3);
         assert!(start_timestamp_line(r#"c{type="x"}@st _ -1mx2"#).is_some());
+        assert_eq!(
+            parse_start_timestamps("_ _x2 -30s-1mx2 +1m -59999msx1 0").expect("parses"),
+            vec![
+                None,
+                None,
+                None,
+                Some(-30_000),
+                Some(-90_000),
+                Some(-150_000),
+                Some(60_000),
+                Some(-59_999),
+                Some(-59_999),
+                Some(0)
+            ]
+        );
+        assert!(parse_start_timestamps("1.5s").is_err());
         assert!(start_timestamp_line(r#"c{type="x"} 1"#).is_none());
     }
 }

@@ -2,10 +2,12 @@
 //! ([`hearth_tsdb::head::Head`]) behind [`Queryable`].
 //!
 //! The storage API carries XOR (float) chunks only, so native histograms
-//! in `load` blocks are parsed but not stored; evals that touch them are
-//! flagged as native-histogram evals by the runner.
+//! (`{{…}}`, and the NHCBs `load_with_nhcb` would build) and start
+//! timestamps (`@st` lines) are parsed but not stored; evals after such
+//! loads are flagged as native-histogram evals by the runner.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use hearth_model::{Labels, Matcher, Timestamp};
@@ -15,9 +17,10 @@ use hearth_tsdb::postings::PostingsSource;
 
 use crate::series::{SeriesLine, Slot};
 
-/// In-memory storage for one script.
+/// In-memory storage for one script; clones share the data.
+#[derive(Clone)]
 pub struct ScriptStorage {
-    head: Head,
+    head: Arc<Head>,
 }
 
 impl Default for ScriptStorage {
@@ -30,7 +33,7 @@ impl ScriptStorage {
     pub fn new() -> Self {
         // One chunk range spanning every scripted time.
         Self {
-            head: Head::new(i64::MAX / 4),
+            head: Arc::new(Head::new(i64::MAX / 4)),
         }
     }
 
@@ -174,7 +177,7 @@ impl Queryable for ScriptStorage {
         maxt: Timestamp,
     ) -> hearth_storage_api::Result<LabelsResult> {
         let values = if matchers.is_empty() {
-            PostingsSource::label_values(&self.head, name).map_err(storage_error)?
+            PostingsSource::label_values(self.head.as_ref(), name).map_err(storage_error)?
         } else {
             let mut values: Vec<String> = Vec::new();
             for s in self
