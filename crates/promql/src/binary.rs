@@ -210,7 +210,6 @@ impl Evaluator<'_> {
         Ok(Value::Vector(out))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn vector_vector(
         &mut self,
         op: &str,

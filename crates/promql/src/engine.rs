@@ -14,10 +14,10 @@ use promql_parser::parser::Expr;
 
 use crate::duration_expr::{self, DurationContext};
 use crate::eval::{
-    check_same_labelset, collect_selectors, push_point, selector_key, selector_matchers,
-    without_name, Evaluator, StoredSeries,
+    check_same_labelset, clamp_time, collect_selectors, push_point, selector_key,
+    selector_matchers, without_name, Evaluator, StoredSeries,
 };
-use crate::info::add_default_info_selectors;
+use crate::info::{add_default_info_selectors, rewrite_info_selectors};
 use crate::range_modifiers::{self, RangeModifier};
 use crate::{Error, FPoint, Result, Sample, Series, Value};
 
@@ -63,7 +63,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(opts: EngineOptions) -> Self {
+    /// A lookback delta of 0 (or less) means the default of 5m, as in
+    /// Prometheus.
+    pub fn new(mut opts: EngineOptions) -> Self {
+        if opts.lookback_delta_ms <= 0 {
+            opts.lookback_delta_ms = EngineOptions::default().lookback_delta_ms;
+        }
         Self { opts }
     }
 
@@ -79,6 +84,7 @@ impl Engine {
         query: &str,
         t_ms: i64,
     ) -> Result<QueryResult> {
+        let t_ms = clamp_time(t_ms);
         let expr = self.parse(
             query,
             DurationContext {
@@ -115,6 +121,7 @@ impl Engine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<QueryResult> {
+        let (start_ms, end_ms) = (clamp_time(start_ms), clamp_time(end_ms));
         if step_ms <= 0 {
             return Err(Error::Execution(
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
@@ -124,6 +131,9 @@ impl Engine {
             return Err(Error::Execution(
                 "end timestamp must not be before start time".into(),
             ));
+        }
+        if usize::try_from((end_ms - start_ms) / step_ms).unwrap_or(0) >= self.opts.max_samples {
+            return Err(Error::TooManySamples("query execution".into()));
         }
         let expr = self.parse(
             query,
@@ -172,7 +182,10 @@ impl Engine {
                     )))
                 }
             }
-            t += step_ms;
+            match t.checked_add(step_ms) {
+                Some(next) => t = next,
+                None => break,
+            }
         }
         series.retain(|s| !s.floats.is_empty() || !s.histograms.is_empty());
         series.sort_by(|a, b| a.metric.cmp(&b.metric));
@@ -191,6 +204,9 @@ impl Engine {
             Err(original) => {
                 let mut text = duration_expr::rewrite(query, ctx).unwrap_or_else(|_| query.into());
                 if let Some(t) = range_modifiers::rewrite(&text) {
+                    text = t;
+                }
+                if let Some(t) = rewrite_info_selectors(&text) {
                     text = t;
                 }
                 if text == query {

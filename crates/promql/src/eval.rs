@@ -9,6 +9,7 @@ use hearth_model::{Labels, METRIC_NAME};
 use promql_parser::label::{MatchOp, Matchers};
 use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelector};
 
+use crate::range_modifiers::{interpolate, RangeModifier};
 use crate::{EngineOptions, Error, FPoint, Result, Sample, Series, Value};
 
 /// The default subquery step when `[range:]` has none (Prometheus's default
@@ -29,9 +30,18 @@ pub(crate) fn selector_key(vs: &VectorSelector) -> usize {
     vs as *const VectorSelector as usize
 }
 
+/// Times and durations are clamped to ±2^61 ms (73 million years) so that
+/// sums of a few of them cannot overflow.
+pub(crate) const TIME_LIMIT_MS: i64 = 1 << 61;
+
+/// Clamps a timestamp to [`TIME_LIMIT_MS`].
+pub(crate) fn clamp_time(t: i64) -> i64 {
+    t.clamp(-TIME_LIMIT_MS, TIME_LIMIT_MS)
+}
+
 /// Converts a duration to milliseconds.
 pub(crate) fn duration_ms(d: &std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+    i64::try_from(d.as_millis()).map_or(TIME_LIMIT_MS, |ms| ms.min(TIME_LIMIT_MS))
 }
 
 pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
@@ -48,10 +58,12 @@ pub(crate) fn at_ms(at: &Option<AtModifier>, start: i64, end: i64) -> Option<i64
         None => None,
         Some(AtModifier::Start) => Some(start),
         Some(AtModifier::End) => Some(end),
-        Some(AtModifier::At(st)) => Some(match st.duration_since(SystemTime::UNIX_EPOCH) {
-            Ok(d) => duration_ms(&d),
-            Err(e) => -duration_ms(&e.duration()),
-        }),
+        Some(AtModifier::At(st)) => Some(clamp_time(
+            match st.duration_since(SystemTime::UNIX_EPOCH) {
+                Ok(d) => duration_ms(&d),
+                Err(e) => -duration_ms(&e.duration()),
+            },
+        )),
     }
 }
 
@@ -110,6 +122,8 @@ pub(crate) struct Evaluator<'a> {
     /// are aligned to multiples of the step, so consecutive outer steps
     /// share most of them.
     pub subquery_cache: HashMap<(usize, i64), Value>,
+    /// `anchored`/`smoothed` selectors by node.
+    pub modifiers: HashMap<usize, RangeModifier>,
 }
 
 /// A range vector with where it came from, as range functions need it.
@@ -321,13 +335,16 @@ impl Evaluator<'_> {
         }
     }
 
-    fn selector_time(&self, vs: &VectorSelector, t: i64) -> i64 {
+    pub(crate) fn selector_time(&self, vs: &VectorSelector, t: i64) -> i64 {
         at_ms(&vs.at, self.start, self.end).unwrap_or(t) - offset_ms(&vs.offset)
     }
 
     /// An instant selector at `t`: per series the latest sample in
     /// `(t - lookback, t]`, unless it is a stale marker.
     pub fn instant_selector(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
+        if self.modifiers.get(&selector_key(vs)) == Some(&RangeModifier::Smoothed) {
+            return self.smoothed_selector(vs, t);
+        }
         let ts = self.selector_time(vs, t);
         let lookback = self.opts.lookback_delta_ms;
         let Some(data) = self.data.get(&selector_key(vs)) else {
@@ -347,6 +364,41 @@ impl Evaluator<'_> {
                 metric: s.metric.clone(),
                 t,
                 f: p.f,
+                h: None,
+                drop_name: false,
+            });
+        }
+        out
+    }
+
+    /// A `smoothed` instant selector: the value interpolated at the
+    /// evaluation time between the samples around it.
+    fn smoothed_selector(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
+        let ts = self.selector_time(vs, t);
+        let lookback = self.opts.lookback_delta_ms;
+        let Some(data) = self.data.get(&selector_key(vs)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for s in data {
+            let idx = s.points.partition_point(|p| p.t <= ts);
+            if idx == 0 {
+                continue;
+            }
+            let p = s.points[idx - 1];
+            if p.t <= ts - lookback || hearth_model::is_stale_nan(p.f) {
+                continue;
+            }
+            let f = match s.points.get(idx) {
+                Some(n) if n.t < ts + lookback && !hearth_model::is_stale_nan(n.f) => {
+                    interpolate(p, *n, ts, false)
+                }
+                _ => p.f,
+            };
+            out.push(Sample {
+                metric: s.metric.clone(),
+                t,
+                f,
                 h: None,
                 drop_name: false,
             });
@@ -435,40 +487,57 @@ impl Evaluator<'_> {
     /// Evaluates a subquery at `t` into a range vector.
     pub fn subquery(&mut self, sq: &SubqueryExpr, t: i64) -> Result<RangeArg> {
         let (start, end, step) = self.subquery_steps(sq, t);
+        if usize::try_from((end - start) / step).unwrap_or(0) >= self.opts.max_samples {
+            return Err(Error::TooManySamples("query execution".into()));
+        }
         let key = sq as *const SubqueryExpr as usize;
         // Outer steps ascend: inner results before this window are done.
         self.subquery_cache
             .retain(|(k, ts), _| *k != key || *ts >= start);
         let mut by_labels: HashMap<Labels, usize> = HashMap::new();
         let mut series: Vec<Series> = Vec::new();
+        // Evaluate the inner steps not cached yet, then read them all.
+        let mut steps = Vec::new();
         let mut ts = start;
         while ts <= end {
-            self.check_deadline()?;
-            let value = match self.subquery_cache.get(&(key, ts)) {
-                Some(v) => v.clone(),
-                None => {
-                    let v = self.eval(&sq.expr, ts)?;
-                    self.subquery_cache.insert((key, ts), v.clone());
-                    v
+            steps.push(ts);
+            match ts.checked_add(step) {
+                Some(next) => ts = next,
+                None => break,
+            }
+        }
+        for &ts in &steps {
+            if !self.subquery_cache.contains_key(&(key, ts)) {
+                self.check_deadline()?;
+                let v = self.eval(&sq.expr, ts)?;
+                self.subquery_cache.insert((key, ts), v);
+            }
+        }
+        for &ts in &steps {
+            match self.subquery_cache.get(&(key, ts)) {
+                Some(Value::Scalar { v, .. }) => {
+                    push_point(&mut by_labels, &mut series, Labels::empty(), false, ts, *v)
                 }
-            };
-            match value {
-                Value::Scalar { v, .. } => {
-                    push_point(&mut by_labels, &mut series, Labels::empty(), false, ts, v)
-                }
-                Value::Vector(vec) => {
+                Some(Value::Vector(vec)) => {
                     for s in vec {
-                        push_point(&mut by_labels, &mut series, s.metric, s.drop_name, ts, s.f);
+                        push_point(
+                            &mut by_labels,
+                            &mut series,
+                            s.metric.clone(),
+                            s.drop_name,
+                            ts,
+                            s.f,
+                        );
                     }
                 }
-                other => {
+                Some(other) => {
                     return Err(Error::Execution(format!(
                         "subquery expression must be a scalar or instant vector, got {}",
                         other.type_name()
                     )))
                 }
+                None => {}
             }
-            ts += step;
         }
         Ok(RangeArg {
             series,

@@ -371,6 +371,16 @@ impl Evaluator<'_> {
                 .copied()
                 .ok_or_else(|| Error::Execution(format!("missing argument {i} of function {name}")))
         };
+        if let Some(range_arg) = args.iter().find(|a| {
+            matches!(
+                a.value_type(),
+                promql_parser::parser::value::ValueType::Matrix
+            )
+        }) {
+            if let Some(m) = self.range_modifier(range_arg) {
+                return self.modified_range(name, range_arg, t, m);
+            }
+        }
         match name {
             "time" => Ok(Value::Scalar {
                 t,
@@ -816,6 +826,15 @@ impl Evaluator<'_> {
                 self.eval_vector(arg(0)?, t)?;
                 Ok(Value::Vector(Vec::new()))
             }
+            "histogram_quantiles" => {
+                let v = self.eval_vector(arg(0)?, t)?;
+                let label = self.string_arg(arg(1)?, t)?;
+                let mut qs = Vec::new();
+                for e in args.iter().skip(2) {
+                    qs.push(self.eval_scalar(e, t)?);
+                }
+                self.histogram_quantiles(v, &label, &qs, t)
+            }
             "histogram_fraction" => {
                 let lower = self.eval_scalar(arg(0)?, t)?;
                 let upper = self.eval_scalar(arg(1)?, t)?;
@@ -898,6 +917,40 @@ impl Evaluator<'_> {
             let mut smp = sample(key, t, f);
             drop_metric_name(self.opts, &mut smp);
             out.push(smp);
+        }
+        self.check_duplicates(&out)?;
+        Ok(Value::Vector(out))
+    }
+
+    fn histogram_quantiles(
+        &mut self,
+        v: Vec<Sample>,
+        label: &str,
+        qs: &[f64],
+        t: i64,
+    ) -> Result<Value> {
+        for (i, q) in qs.iter().enumerate() {
+            if !(0.0..=1.0).contains(q) {
+                let pos = self.arg_position("histogram_quantiles", i + 2);
+                self.warn(
+                    format!(
+                        "quantile value should be between 0 and 1, got {}",
+                        format_go_float(*q)
+                    ),
+                    pos,
+                );
+            }
+        }
+        let mut out = Vec::new();
+        for (key, mut buckets) in self.classic_buckets(v, "histogram_quantiles", 0) {
+            for q in qs {
+                let (f, _) = bucket_quantile(*q, &mut buckets);
+                let mut b = key.builder();
+                b.set(label, &format_quantile_label(*q));
+                let mut smp = sample(b.build(), t, f);
+                drop_metric_name(self.opts, &mut smp);
+                out.push(smp);
+            }
         }
         self.check_duplicates(&out)?;
         Ok(Value::Vector(out))
@@ -1005,6 +1058,17 @@ fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [(f64, f64)]) -> f64 {
         upper_rank = count;
     }
     (upper_rank - lower_rank) / count
+}
+
+/// A quantile as `histogram_quantiles` writes it into its label: the
+/// shortest form, with `.0` on whole numbers (`0.0`, `0.25`, `1.0`).
+fn format_quantile_label(q: f64) -> String {
+    let s = format_go_float(q);
+    if s.bytes().all(|c| c.is_ascii_digit() || c == b'-') {
+        format!("{s}.0")
+    } else {
+        s
+    }
 }
 
 /// Parses a float as Go's `strconv.ParseFloat` accepts bucket bounds.

@@ -61,6 +61,72 @@ pub(crate) fn add_default_info_selectors(e: &mut Expr) {
     }
 }
 
+/// `promql-parser` refuses an info selector whose matchers all match the
+/// empty string (`info(m, {data=~".*"})`), which Prometheus accepts. This
+/// gives each brace-only second argument of `info(` a metric name matcher
+/// with the same meaning: the default info metric, or any name when the
+/// selector already constrains `__name__`. `None` when nothing changed.
+pub(crate) fn rewrite_info_selectors(q: &str) -> Option<String> {
+    let b = q.as_bytes();
+    let mut inserts: Vec<(usize, &'static str)> = Vec::new();
+    let mut from = 0;
+    while let Some(found) = q[from..].find("info(") {
+        let at = from + found;
+        from = at + 5;
+        if at > 0 && (b[at - 1].is_ascii_alphanumeric() || b[at - 1] == b'_') {
+            continue;
+        }
+        // Find the first top-level comma of the call.
+        let mut depth = 0i32;
+        let mut i = at + 5;
+        let mut quote: Option<u8> = None;
+        while i < b.len() {
+            let c = b[i];
+            match quote {
+                Some(qc) => {
+                    if c == b'\\' {
+                        i += 1;
+                    } else if c == qc {
+                        quote = None;
+                    }
+                }
+                None => match c {
+                    b'"' | b'\'' | b'`' => quote = Some(c),
+                    b'(' | b'[' | b'{' => depth += 1,
+                    b')' | b']' | b'}' if depth == 0 => break,
+                    b')' | b']' | b'}' => depth -= 1,
+                    b',' if depth == 0 => {
+                        let mut j = i + 1;
+                        while j < b.len() && b[j].is_ascii_whitespace() {
+                            j += 1;
+                        }
+                        if j < b.len() && b[j] == b'{' {
+                            let close = q[j..].find('}').map_or(q.len(), |k| j + k);
+                            let name = if q[j..close].contains("__name__") {
+                                "__name__=~\".+\", "
+                            } else {
+                                "__name__=\"target_info\", "
+                            };
+                            inserts.push((j + 1, name));
+                        }
+                        break;
+                    }
+                    _ => {}
+                },
+            }
+            i += 1;
+        }
+    }
+    if inserts.is_empty() {
+        return None;
+    }
+    let mut out = q.to_string();
+    for (pos, text) in inserts.into_iter().rev() {
+        out.insert_str(pos, text);
+    }
+    Some(out)
+}
+
 /// The time as of which an expression evaluated at `t` read its samples.
 pub(crate) fn reference_time(e: &Expr, t: i64, start: i64, end: i64) -> i64 {
     match unwrap_parens(e) {

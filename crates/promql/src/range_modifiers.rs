@@ -7,7 +7,10 @@ use std::collections::HashMap;
 
 use promql_parser::parser::{Expr, VectorSelector};
 
-use crate::eval::selector_key;
+use crate::eval::{
+    at_ms, drop_metric_name, duration_ms, offset_ms, selector_key, unwrap_parens, Evaluator,
+};
+use crate::{Error, FPoint, Result, Sample, Value};
 
 /// The marker label the rewrite puts on a tagged selector.
 const MARKER: &str = "__hearth_range_modifier__";
@@ -191,7 +194,7 @@ fn skip_string(b: &[u8], mut i: usize) -> usize {
 /// Takes the marker matchers off the AST, returning each tagged
 /// selector's modifier.
 pub(crate) fn extract(e: &mut Expr, out: &mut HashMap<usize, RangeModifier>) {
-    let mut take = |vs: &mut VectorSelector, out: &mut HashMap<usize, RangeModifier>| {
+    let take = |vs: &mut VectorSelector, out: &mut HashMap<usize, RangeModifier>| {
         let mut found = None;
         vs.matchers.matchers.retain(|m| {
             if m.name == MARKER {
@@ -227,6 +230,151 @@ pub(crate) fn extract(e: &mut Expr, out: &mut HashMap<usize, RangeModifier>) {
             }
         }
         _ => {}
+    }
+}
+
+/// Linear interpolation at `x` between two points; for counters a drop
+/// between them is a reset from zero.
+pub(crate) fn interpolate(p1: FPoint, p2: FPoint, x: i64, counter: bool) -> f64 {
+    if p2.t == p1.t {
+        return p2.f;
+    }
+    let v1 = if counter && p2.f < p1.f { 0.0 } else { p1.f };
+    v1 + (p2.f - v1) * (x - p1.t) as f64 / (p2.t - p1.t) as f64
+}
+
+/// Functions each modifier may be used with.
+fn allowed(m: RangeModifier) -> &'static [&'static str] {
+    match m {
+        RangeModifier::Anchored => &["changes", "delta", "increase", "rate", "resets"],
+        RangeModifier::Smoothed => &["delta", "increase", "rate"],
+    }
+}
+
+impl Evaluator<'_> {
+    /// The modifier of a range argument, if it is a tagged matrix selector.
+    pub(crate) fn range_modifier(&self, e: &Expr) -> Option<RangeModifier> {
+        match unwrap_parens(e) {
+            Expr::MatrixSelector(ms) => self.modifiers.get(&selector_key(&ms.vs)).copied(),
+            _ => None,
+        }
+    }
+
+    /// `rate`, `increase`, `delta`, `changes` or `resets` over an anchored or
+    /// smoothed range selector: no extrapolation; the window gains the
+    /// sample before it (anchored) or values interpolated at its bounds
+    /// (smoothed).
+    pub(crate) fn modified_range(
+        &mut self,
+        func: &str,
+        e: &Expr,
+        t: i64,
+        m: RangeModifier,
+    ) -> Result<Value> {
+        if !allowed(m).contains(&func) {
+            return Err(Error::Parse(format!(
+                "{} modifier can only be used with: {} - not with {func}",
+                m.name(),
+                allowed(m).join(", ")
+            )));
+        }
+        let Expr::MatrixSelector(ms) = unwrap_parens(e) else {
+            return Err(Error::Execution(format!(
+                "{func}: expected a range selector"
+            )));
+        };
+        let range = duration_ms(&ms.range);
+        let end = at_ms(&ms.vs.at, self.start, self.end).unwrap_or(t) - offset_ms(&ms.vs.offset);
+        let start = end - range;
+        let lookback = self.opts.lookback_delta_ms;
+        let counter = matches!(func, "rate" | "increase");
+        let mut out = Vec::new();
+        let Some(data) = self.data.get(&selector_key(&ms.vs)) else {
+            return Ok(Value::Vector(out));
+        };
+        for s in data {
+            let pts: Vec<FPoint> = s
+                .points
+                .iter()
+                .filter(|p| !hearth_model::is_stale_nan(p.f))
+                .copied()
+                .collect();
+            let lo = pts.partition_point(|p| p.t <= start);
+            let hi = pts.partition_point(|p| p.t <= end);
+            let window = &pts[lo..hi];
+            let anchor = (lo > 0 && pts[lo - 1].t > start - lookback).then(|| pts[lo - 1]);
+            let next = pts.get(hi).copied().filter(|p| p.t < end + lookback);
+            let points: Vec<FPoint> = match m {
+                RangeModifier::Anchored => {
+                    if window.is_empty() {
+                        continue;
+                    }
+                    anchor.into_iter().chain(window.iter().copied()).collect()
+                }
+                RangeModifier::Smoothed => {
+                    // Data only before or only after the range: nothing.
+                    if window.is_empty() && (anchor.is_none() || next.is_none()) {
+                        continue;
+                    }
+                    let after_start = window.first().copied().or(next);
+                    let start_v = match (anchor, after_start) {
+                        (Some(a), Some(b)) => interpolate(a, b, start, counter),
+                        (Some(a), None) => a.f,
+                        (None, Some(b)) => b.f,
+                        (None, None) => continue,
+                    };
+                    let before_end = window.last().copied().or(anchor);
+                    let end_v = match (before_end, next) {
+                        (Some(a), Some(b)) => interpolate(a, b, end, counter),
+                        (Some(a), None) => a.f,
+                        (None, Some(b)) => b.f,
+                        (None, None) => continue,
+                    };
+                    let mut v = vec![FPoint {
+                        t: start,
+                        f: start_v,
+                    }];
+                    v.extend(window.iter().copied().filter(|p| p.t < end));
+                    v.push(FPoint { t: end, f: end_v });
+                    v
+                }
+            };
+            let value = match func {
+                "changes" => points
+                    .windows(2)
+                    .filter(|w| w[1].f != w[0].f && !(w[1].f.is_nan() && w[0].f.is_nan()))
+                    .count() as f64,
+                "resets" => points.windows(2).filter(|w| w[1].f < w[0].f).count() as f64,
+                _ => {
+                    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+                        continue;
+                    };
+                    let mut v = last.f - first.f;
+                    if counter {
+                        for w in points.windows(2) {
+                            if w[1].f < w[0].f {
+                                v += w[0].f;
+                            }
+                        }
+                    }
+                    if func == "rate" {
+                        v /= range as f64 / 1000.0;
+                    }
+                    v
+                }
+            };
+            let mut smp = Sample {
+                metric: s.metric.clone(),
+                t,
+                f: value,
+                h: None,
+                drop_name: false,
+            };
+            drop_metric_name(self.opts, &mut smp);
+            out.push(smp);
+        }
+        self.check_duplicates(&out)?;
+        Ok(Value::Vector(out))
     }
 }
 

@@ -834,3 +834,128 @@ async fn info_enriches_with_target_info() {
         Vec::<String>::new()
     );
 }
+
+#[tokio::test]
+async fn anchored_and_smoothed_selectors() {
+    // Samples every 15s: 1 2 3 4 5 9 10 11 12 13.
+    let s = MemStorage::load(15_000, &["metric 1+1x4 9+1x4"]);
+    let at = |q: &'static str, t: i64| {
+        let s = &s;
+        async move {
+            let Value::Vector(v) = instant(s, q, t).await else {
+                panic!()
+            };
+            v.first().map(|x| x.f)
+        }
+    };
+    assert_eq!(at("increase(metric[1m] anchored)", 80_000).await, Some(7.0));
+    assert_eq!(at("increase(metric[1m] anchored)", 5_000).await, Some(0.0));
+    let v = at("increase(metric[1m] smoothed)", 65_000).await.unwrap();
+    assert!(close(v, 5.0), "{v}");
+    let v = at("metric smoothed", 5_000).await.unwrap();
+    assert!(close(v, 1.0 + 1.0 / 3.0), "{v}");
+    assert!(matches!(
+        engine().instant_query(&s, "max_over_time(metric[1m] smoothed)", 0).await,
+        Err(Error::Parse(m)) if m == "smoothed modifier can only be used with: delta, increase, rate - not with max_over_time"
+    ));
+}
+
+#[tokio::test]
+async fn extreme_times_do_not_overflow() {
+    let s = MemStorage::load(M, &["m 0+1x5"]);
+    for q in [
+        "m",
+        "rate(m[5m] @ 100000000000000)",
+        "m offset -1000w",
+        "max_over_time(m[1000w:1w])",
+    ] {
+        let _ = engine().instant_query(&s, q, i64::MAX).await;
+        let _ = engine().instant_query(&s, q, i64::MIN).await;
+        let _ = engine()
+            .range_query(&s, q, i64::MAX - 10, i64::MAX, 1)
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn info_accepts_empty_matching_selectors() {
+    let s = MemStorage::load(
+        M,
+        &[
+            r#"metric{instance="a", job="1"} 1"#,
+            r#"target_info{instance="a", job="1", data="x"} 1"#,
+        ],
+    );
+    assert_eq!(
+        vec_at(&s, r#"info(metric, {data=~".*"})"#, 0).await,
+        vec![r#"{__name__="metric", data="x", instance="a", job="1"} 1"#]
+    );
+}
+
+#[tokio::test]
+async fn histogram_quantiles_labels_each_quantile() {
+    let s = MemStorage::load(
+        5 * M,
+        &[
+            r#"h_bucket{le="2"} 1"#,
+            r#"h_bucket{le="4"} 2"#,
+            r#"h_bucket{le="+Inf"} 2"#,
+        ],
+    );
+    assert_eq!(
+        vec_at(&s, r#"histogram_quantiles(h_bucket, "q", 0, 0.5, 1)"#, 0).await,
+        vec![r#"{q="0.0"} 0"#, r#"{q="0.5"} 2"#, r#"{q="1.0"} 4"#]
+    );
+}
+
+/// A rough timing of a range query over many series (run with
+/// `--ignored --nocapture`).
+#[tokio::test]
+#[ignore]
+async fn range_query_timing() {
+    let lines: Vec<String> = (0..200)
+        .map(|i| format!(r#"req_total{{i="{i}", job="j{}"}} 0+{i}x1440"#, i % 10))
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let s = MemStorage::load(60_000, &refs);
+    for q in [
+        "sum by (job) (rate(req_total[5m]))",
+        "max_over_time(rate(req_total[5m])[30m:1m])",
+        "req_total",
+    ] {
+        let t0 = std::time::Instant::now();
+        let r = engine()
+            .range_query(&s, q, 0, 1440 * 60_000, 60_000)
+            .await
+            .unwrap();
+        let Value::Matrix(m) = r.value else { panic!() };
+        eprintln!("{q}: {} series in {:?}", m.len(), t0.elapsed());
+    }
+}
+
+#[tokio::test]
+async fn duration_expressions_are_evaluated() {
+    let s = MemStorage::load(10_000, &["m 0+1x20"]);
+    assert_eq!(
+        vec_at(&s, "count_over_time(m[30s+30s])", 100_000).await,
+        vec!["{} 6"]
+    );
+    assert_eq!(
+        vec_at(&s, "m offset (10 * 2)", 100_000).await,
+        vec![r#"{__name__="m"} 8"#]
+    );
+    let r = engine()
+        .range_query(&s, "count_over_time(m[step()*2])", 50_000, 60_000, 10_000)
+        .await
+        .unwrap();
+    let Value::Matrix(m) = r.value else { panic!() };
+    assert_eq!(
+        m[0].floats.iter().map(|p| p.f).collect::<Vec<_>>(),
+        vec![2.0, 2.0]
+    );
+    // A query the parser refuses for other reasons keeps its own error.
+    assert_eq!(
+        instant_err(&s, "m[5m+1m", 0).await,
+        Error::Parse(promql_parser::parser::parse("m[5m+1m").unwrap_err())
+    );
+}
