@@ -328,6 +328,31 @@ fn metadata_api_answers_like_prometheus() {
         assert!(v["error"].as_str().unwrap().contains(msg), "{path}: {v}");
     }
 
+    // Metric metadata shipped by remote write is served on /api/v1/metadata.
+    use hearth_proto::prometheus::{metric_metadata::MetricType, MetricMetadata, WriteRequest};
+    let md = hearth_proto::remote_write::encode_write_request(&WriteRequest {
+        metadata: vec![MetricMetadata {
+            r#type: MetricType::Counter as i32,
+            metric_family_name: "http_requests_total".into(),
+            help: "Requests <served>.".into(),
+            unit: String::new(),
+        }],
+        ..Default::default()
+    });
+    assert_eq!(
+        post_write(&client, &s.url("/api/v1/write"), md).unwrap().0,
+        204
+    );
+    let (_, v) = get_json(&client, &s.url("/api/v1/metadata"));
+    assert_eq!(
+        v["data"],
+        serde_json::json!({"http_requests_total":[{"type":"counter","unit":"","help":"Requests <served>."}]})
+    );
+    let (_, v) = get_json(&client, &s.url("/api/v1/metadata?metric=nope"));
+    assert_eq!(v["data"], serde_json::json!({}));
+    let (status, _) = get_json(&client, &s.url("/api/v1/metadata?limit=x"));
+    assert_eq!(status, 400);
+
     let r = client.get(s.url("/-/healthy")).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let r = client.get(s.url("/-/ready")).send().unwrap();
@@ -340,7 +365,7 @@ fn metadata_api_answers_like_prometheus() {
         .text()
         .unwrap();
     assert!(
-        metrics.contains("hearth_api_remote_write_requests_total{code=\"204\"} 1"),
+        metrics.contains("hearth_api_remote_write_requests_total{code=\"204\"} 2"),
         "{metrics}"
     );
     assert!(metrics.contains("hearth_tsdb_head_series 3"), "{metrics}");
@@ -465,4 +490,28 @@ fn query_api_answers_like_prometheus() {
         &[("query", "sum(rate(x[5m]))by(job)".into())],
     );
     assert_eq!(v["data"], "sum by (job) (rate(x[5m]))");
+
+    // Status endpoints in Prometheus's shapes.
+    let (status, v) = get_json(&client, &s.url("/api/v1/status/buildinfo"));
+    assert_eq!(status, 200);
+    assert!(v["data"]["version"].is_string());
+    let (_, v) = get_json(&client, &s.url("/api/v1/status/flags"));
+    assert_eq!(v["data"]["storage.tsdb.retention.time"], "15d");
+    assert_eq!(v["data"]["query.lookback-delta"], "300000ms");
+    let (_, v) = get_json(&client, &s.url("/api/v1/status/runtimeinfo"));
+    assert_eq!(v["data"]["storageRetention"], "15d");
+    let (_, v) = get_json(&client, &s.url("/api/v1/status/tsdb"));
+    assert_eq!(v["data"]["headStats"]["numSeries"], 2);
+    assert_eq!(
+        v["data"]["seriesCountByMetricName"],
+        serde_json::json!([{"name":"up","value":2}])
+    );
+    assert_eq!(
+        v["data"]["labelValueCountByLabelName"][0],
+        serde_json::json!({"name":"instance","value":2})
+    );
+    let (status, _) = get_json(&client, &s.url("/api/v1/status/tsdb?limit=0"));
+    assert_eq!(status, 400);
+    let (_, v) = get_json(&client, &s.url("/api/v1/status/config"));
+    assert_eq!(v["data"], serde_json::json!({"yaml": ""}));
 }

@@ -8,6 +8,7 @@
 pub mod error;
 pub mod json;
 pub mod metadata;
+pub mod metric_metadata;
 pub mod metrics;
 pub mod params;
 pub mod query;
@@ -51,6 +52,8 @@ pub struct ApiState {
     pub appendable: Option<Arc<dyn Appendable>>,
     pub ready: Arc<AtomicBool>,
     pub metrics: Arc<ApiMetrics>,
+    /// Metric metadata for `/api/v1/metadata`.
+    pub metadata: Arc<metric_metadata::MetadataStore>,
     /// What the status endpoints report.
     pub status: status::StatusInfo,
     /// The process registry served on `/metrics`.
@@ -84,6 +87,12 @@ pub fn router(state: ApiState) -> Router {
             get(metadata::labels).post(metadata::labels),
         )
         .route("/api/v1/label/{name}/values", get(metadata::label_values))
+        .route("/api/v1/metadata", get(metric_metadata::handle))
+        .route("/api/v1/status/buildinfo", get(status::buildinfo))
+        .route("/api/v1/status/flags", get(status::flags))
+        .route("/api/v1/status/config", get(status::config))
+        .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
+        .route("/api/v1/status/tsdb", get(status::tsdb))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             readiness_gate,

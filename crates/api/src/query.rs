@@ -69,16 +69,24 @@ fn query_error(e: QueryError) -> ApiError {
     }
 }
 
-async fn with_timeout(
-    timeout: Duration,
-    what: &str,
-    fut: impl std::future::Future<Output = hearth_promql::Result<QueryResult>>,
-) -> ApiResult<QueryResult> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => r.map_err(query_error),
+/// Runs a query on the blocking pool (evaluation is CPU work and must not
+/// hold up the async workers), within `timeout`. A panic in the engine is
+/// answered as an internal error instead of dropping the connection.
+async fn run_query<F>(timeout: Duration, work: F) -> ApiResult<QueryResult>
+where
+    F: FnOnce(&tokio::runtime::Handle) -> hearth_promql::Result<QueryResult> + Send + 'static,
+{
+    let handle = tokio::runtime::Handle::current();
+    let task = tokio::task::spawn_blocking(move || work(&handle));
+    match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(r)) => r.map_err(query_error),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "query evaluation panicked");
+            Err(ApiError::internal(format!("query evaluation failed: {e}")))
+        }
         Err(_) => Err(ApiError::new(
             ErrorType::Timeout,
-            format!("query timed out in {what}"),
+            "query timed out in query execution",
         )),
     }
 }
@@ -88,11 +96,10 @@ pub async fn instant(State(state): State<ApiState>, params: Params) -> ApiResult
     let t = params.time_or("time", (state.clock)())?;
     let limit = params.limit()?;
     let (engine, timeout) = engine_for(&state, &params)?;
-    let r = with_timeout(
-        timeout,
-        "query execution",
-        engine.instant_query(state.queryable.as_ref(), &query, t),
-    )
+    let storage = state.queryable.clone();
+    let r = run_query(timeout, move |rt| {
+        rt.block_on(engine.instant_query(storage.as_ref(), &query, t))
+    })
     .await?;
     Ok(render(r, limit))
 }
@@ -133,11 +140,10 @@ pub async fn range(State(state): State<ApiState>, params: Params) -> ApiResult<R
     }
     let limit = params.limit()?;
     let (engine, timeout) = engine_for(&state, &params)?;
-    let r = with_timeout(
-        timeout,
-        "query execution",
-        engine.range_query(state.queryable.as_ref(), &query, start, end, step),
-    )
+    let storage = state.queryable.clone();
+    let r = run_query(timeout, move |rt| {
+        rt.block_on(engine.range_query(storage.as_ref(), &query, start, end, step))
+    })
     .await?;
     Ok(render(r, limit))
 }

@@ -77,6 +77,20 @@ async fn receive(state: &ApiState, headers: &HeaderMap, body: Body) -> Response 
     if let (Some(e), false) = (&rejection, v2) {
         return text(StatusCode::BAD_REQUEST, e.to_string());
     }
+    for m in decoded
+        .metadata
+        .iter()
+        .chain(decoded.series.iter().filter_map(|s| s.metadata.as_ref()))
+    {
+        state.metadata.record(
+            &m.metric_family_name,
+            crate::metric_metadata::MetricMetadata {
+                metric_type: m.metric_type.as_str_name().to_ascii_lowercase(),
+                help: m.help.clone(),
+                unit: m.unit.clone(),
+            },
+        );
+    }
     if decoded.skipped_invalid_series > 0 {
         state
             .metrics

@@ -138,6 +138,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         appendable: Some(db.clone()),
         ready: ready.clone(),
         metrics,
+        metadata: Arc::default(),
         status: hearth_api::status::StatusInfo {
             flags: flags_map(&args),
             config_yaml: String::new(),
