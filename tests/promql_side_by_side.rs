@@ -10,8 +10,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::*;
 
@@ -29,15 +28,6 @@ fn tools() -> PathBuf {
     dir
 }
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn python_ready() {
     let ok = Command::new("python3")
         .args(["-c", "import requests, snappy, yaml"])
@@ -45,39 +35,6 @@ fn python_ready() {
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(ok, "python3 with requests, python-snappy and pyyaml is required: run scripts/test, which installs them");
-}
-
-fn start_prometheus(dir: &Path) -> (Killed, u16) {
-    let config = dir.join("prometheus.yml");
-    std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("prom-data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-        .spawn()
-        .expect("start prometheus (Debian package `prometheus`; scripts/test installs it)");
-    let p = Killed(child);
-    let client = reqwest::blocking::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/-/ready"))
-            .send()
-        {
-            if r.status().is_success() {
-                return (p, port);
-            }
-        }
-        assert!(Instant::now() < deadline, "prometheus did not become ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn query_lines(path: &Path) -> BTreeSet<String> {
@@ -95,7 +52,8 @@ fn promql_answers_equal_prometheus_on_the_same_data() {
     python_ready();
     let tools = tools();
     let dir = tempfile::tempdir().unwrap();
-    let (_prom, prom_port) = start_prometheus(dir.path());
+    let reference = Prometheus::start(dir.path());
+    let prom_port = reference.port;
     let hearth = Standalone::start(&dir.path().join("hearth-data"), &[]);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -4,65 +4,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::*;
-
-struct Prometheus {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_prometheus(dir: &Path) -> Prometheus {
-    let ok = Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "prometheus (Debian package `prometheus`) is required: run scripts/test, which installs it"
-    );
-    let config = dir.join("prometheus.yml");
-    std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("prom-data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-        .spawn()
-        .expect("start prometheus");
-    let p = Prometheus { child, port };
-    let client = reqwest::blocking::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/-/ready"))
-            .send()
-        {
-            if r.status().is_success() {
-                return p;
-            }
-        }
-        assert!(Instant::now() < deadline, "prometheus did not become ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn promtool_json(args: &[&str]) -> serde_json::Value {
     let out = Command::new("promtool")
@@ -83,7 +27,7 @@ fn promtool_json(args: &[&str]) -> serde_json::Value {
 #[test]
 fn promtool_query_agrees_between_hearth_and_prometheus() {
     let dir = tempfile::tempdir().unwrap();
-    let prom = start_prometheus(dir.path());
+    let prom = Prometheus::start(dir.path());
     let hearth = Standalone::start(&dir.path().join("hearth-data"), &[]);
     let client = reqwest::blocking::Client::new();
     let now = std::time::SystemTime::now()

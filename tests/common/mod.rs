@@ -193,3 +193,62 @@ pub fn dump(data: &Path) -> Vec<Dumped> {
         })
         .collect()
 }
+
+/// A running Prometheus 2.42 (Debian's `prometheus`) with its remote-write
+/// receiver on, killed when dropped.
+pub struct Prometheus {
+    child: Child,
+    pub port: u16,
+}
+
+impl Prometheus {
+    /// Starts it on a free loopback port with its data under `dir`.
+    pub fn start(dir: &Path) -> Prometheus {
+        let ok = Command::new("prometheus")
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(ok, "prometheus (Debian package `prometheus`) is required: run scripts/test, which installs it");
+        let config = dir.join("prometheus.yml");
+        std::fs::write(&config, "global:\n  scrape_interval: 1h\n").expect("write prometheus.yml");
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("prom-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.join("prometheus.log")).expect("create prometheus.log"),
+            )
+            .spawn()
+            .expect("start prometheus");
+        let p = Prometheus { child, port };
+        let client = reqwest::blocking::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(p.url("/-/ready")).send() {
+                if r.status().is_success() {
+                    return p;
+                }
+            }
+            assert!(Instant::now() < deadline, "prometheus did not become ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
