@@ -118,15 +118,18 @@ def main():
     sessions = {name: requests.Session() for name, _, _ in servers}
     # Sanity: both hold the same data.
     check = {}
+    encoding = {}
     for name, url, _ in servers:
         _, r = timed_get(sessions[name], url + "/api/v1/query",
                          {"query": "count({__name__=~\".+\"})", "time": a.end})
         c1 = r.json()["data"]["result"]
+        encoding[name] = r.headers.get("Content-Encoding", "none")
         _, r = timed_get(sessions[name], url + "/api/v1/query",
-                         {"query": "sum(count_over_time({__name__=~\".+\"}[3h]))", "time": a.end})
+                         {"query": "sum(count_over_time(demo_api_request_duration_seconds_bucket[3h]))",
+                          "time": a.end})
         c2 = r.json()["data"]["result"]
         check[name] = (c1[0]["value"][1] if c1 else "0", c2[0]["value"][1] if c2 else "0")
-    print("data check (series at END, samples in [END-3h, END]): %s" % check, file=sys.stderr)
+    print("data check (series at END, histogram bucket samples in [END-3h, END]): %s" % check, file=sys.stderr)
 
     load_before = " ".join(open("/proc/loadavg").read().split()[:3])
     cpu0 = {name: cpu_seconds(pid) for name, _, pid in servers if pid}
@@ -173,9 +176,10 @@ def main():
              pver, a.hearth_version or "?", rev))
     print()
     print("Data: promrw.py demo data set, 708 series, 3 h at 5 s ending %s (END), pushed by remote write "
-          "into both. Data check (series at END, samples in the 3 h): %s." % (end_iso, check))
+          "into both. Data check (series at END, bucket samples in the 3 h): %s." % (end_iso, check))
     print("Instant: at END-30m. Range: [END-2h, END], step 60s (121 steps). Median of %d timed GETs "
-          "per server after one warm-up, servers alternating; client-side wall time, keep-alive." % a.runs)
+          "per server after one warm-up, servers alternating; client-side wall time (request to body read), "
+          "keep-alive, Accept-Encoding gzip (response Content-Encoding: %s)." % (a.runs, encoding))
     print()
     print("| # | query | instant H ms | instant P ms | instant H/P | range H ms | range P ms | range H/P | series H/P |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---|")

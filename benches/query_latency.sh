@@ -11,8 +11,8 @@
 # Knobs (environment): RUNS (7) timed runs per query, kind and server; END
 # (epoch seconds, hour-aligned; default the current hour) the data set's end;
 # QUERIES (shared/tools/dev-queries.txt); HEARTH (a prebuilt binary: no
-# cargo build); KEEP=1 keeps the temporary directory. Loopback only; one temporary directory; every process started
-# here is killed by its id at exit.
+# cargo build); KEEP=1 keeps the temporary directory. Loopback only; one
+# temporary directory; every process started here is killed by its id at exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

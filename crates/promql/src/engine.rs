@@ -298,6 +298,7 @@ impl Engine {
             query: query.to_string(),
             subquery_cache: HashMap::new(),
             modifiers,
+            regex_cache: HashMap::new(),
         })
     }
 

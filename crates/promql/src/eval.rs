@@ -124,6 +124,9 @@ pub(crate) struct Evaluator<'a> {
     pub subquery_cache: HashMap<(usize, i64), Value>,
     /// `anchored`/`smoothed` selectors by node.
     pub modifiers: HashMap<usize, RangeModifier>,
+    /// Regexes of `label_replace` by pattern, compiled once per query
+    /// rather than at every step.
+    pub regex_cache: HashMap<String, regex::Regex>,
 }
 
 /// A range vector with where it came from, as range functions need it.

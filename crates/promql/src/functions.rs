@@ -765,11 +765,20 @@ impl Evaluator<'_> {
                 let repl = self.string_arg(arg(2)?, t)?;
                 let src = self.string_arg(arg(3)?, t)?;
                 let re_src = self.string_arg(arg(4)?, t)?;
-                let re = regex::Regex::new(&format!("^(?s:{re_src})$")).map_err(|_| {
-                    Error::Execution(format!(
-                        "invalid regular expression in label_replace(): {re_src}"
-                    ))
-                })?;
+                // Go RE2 semantics (anchored, ASCII classes), as label matchers.
+                let re = match self.regex_cache.get(&re_src) {
+                    Some(re) => re.clone(),
+                    None => {
+                        let re =
+                            hearth_model::matcher::compile_anchored(&re_src).map_err(|_| {
+                                Error::Execution(format!(
+                                    "invalid regular expression in label_replace(): {re_src}"
+                                ))
+                            })?;
+                        self.regex_cache.insert(re_src.clone(), re.clone());
+                        re
+                    }
+                };
                 if dst.is_empty() {
                     return Err(Error::Execution(format!(
                         "invalid destination label name in label_replace(): {dst}"

@@ -908,31 +908,6 @@ async fn histogram_quantiles_labels_each_quantile() {
     );
 }
 
-/// A rough timing of a range query over many series (run with
-/// `--ignored --nocapture`).
-#[tokio::test]
-#[ignore]
-async fn range_query_timing() {
-    let lines: Vec<String> = (0..200)
-        .map(|i| format!(r#"req_total{{i="{i}", job="j{}"}} 0+{i}x1440"#, i % 10))
-        .collect();
-    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let s = MemStorage::load(60_000, &refs);
-    for q in [
-        "sum by (job) (rate(req_total[5m]))",
-        "max_over_time(rate(req_total[5m])[30m:1m])",
-        "req_total",
-    ] {
-        let t0 = std::time::Instant::now();
-        let r = engine()
-            .range_query(&s, q, 0, 1440 * 60_000, 60_000)
-            .await
-            .unwrap();
-        let Value::Matrix(m) = r.value else { panic!() };
-        eprintln!("{q}: {} series in {:?}", m.len(), t0.elapsed());
-    }
-}
-
 #[tokio::test]
 async fn duration_expressions_are_evaluated() {
     let s = MemStorage::load(10_000, &["m 0+1x20"]);
