@@ -163,10 +163,24 @@ impl Engine {
             .await?;
         let mut by_labels: HashMap<Labels, usize> = HashMap::new();
         let mut series: Vec<Series> = Vec::new();
+        // A step-invariant expression (every selector pinned with `@`, no
+        // time-dependent function) is evaluated once, as Prometheus does.
+        let invariant = is_step_invariant(&expr);
+        let mut once: Option<Value> = None;
         let mut t = start_ms;
         while t <= end_ms {
             ev.check_deadline()?;
-            match ev.eval(&expr, t)? {
+            let value = match &once {
+                Some(v) => v.clone(),
+                None => {
+                    let v = ev.eval(&expr, t)?;
+                    if invariant {
+                        once = Some(v.clone());
+                    }
+                    v
+                }
+            };
+            match value {
                 Value::Scalar { v, .. } => {
                     push_point(&mut by_labels, &mut series, Labels::empty(), false, t, v)
                 }
@@ -375,5 +389,44 @@ fn check_experimental(e: &Expr) -> Result<()> {
             check_experimental(&b.rhs)
         }
         _ => Ok(()),
+    }
+}
+
+/// Functions whose result depends on the evaluation time even when their
+/// arguments are pinned with `@` (Prometheus's `AtModifierUnsafeFunctions`).
+const AT_MODIFIER_UNSAFE_FUNCTIONS: &[&str] = &[
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "time",
+    "timestamp",
+];
+
+/// Whether `e` evaluates to the same value at every step of a range query:
+/// literals, selectors and subqueries pinned with `@`, and operators,
+/// aggregations and (time-independent) functions over such operands.
+fn is_step_invariant(e: &Expr) -> bool {
+    match e {
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => true,
+        Expr::VectorSelector(vs) => vs.at.is_some(),
+        Expr::MatrixSelector(ms) => ms.vs.at.is_some(),
+        Expr::Subquery(sq) => sq.at.is_some(),
+        Expr::Paren(p) => is_step_invariant(&p.expr),
+        Expr::Unary(u) => is_step_invariant(&u.expr),
+        Expr::Binary(b) => is_step_invariant(&b.lhs) && is_step_invariant(&b.rhs),
+        Expr::Aggregate(a) => {
+            is_step_invariant(&a.expr) && a.param.as_deref().is_none_or(is_step_invariant)
+        }
+        Expr::Call(c) => {
+            !AT_MODIFIER_UNSAFE_FUNCTIONS.contains(&c.func.name)
+                && c.args.args.iter().all(|a| is_step_invariant(a))
+        }
+        Expr::Extension(_) => false,
     }
 }

@@ -934,3 +934,29 @@ async fn duration_expressions_are_evaluated() {
         Error::Parse(promql_parser::parser::parse("m[5m+1m").unwrap_err())
     );
 }
+
+#[tokio::test]
+async fn step_invariant_range_queries_repeat_the_pinned_value() {
+    let s = MemStorage::load(60_000, &["m 0+1x20"]);
+    let r = engine()
+        .range_query(&s, "m @ 300", 0, 600_000, 60_000)
+        .await
+        .unwrap();
+    let Value::Matrix(m) = r.value else {
+        panic!("a range query returns a matrix")
+    };
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].floats.len(), 11);
+    assert!(m[0].floats.iter().all(|p| p.f == 5.0));
+    assert_eq!(m[0].floats[3].t, 180_000);
+    // time() makes it step-dependent again.
+    let r = engine()
+        .range_query(&s, "m @ 300 + time()", 0, 600_000, 60_000)
+        .await
+        .unwrap();
+    let Value::Matrix(m) = r.value else {
+        panic!("a range query returns a matrix")
+    };
+    assert_eq!(m[0].floats[1].f, 5.0 + 60.0);
+    assert_eq!(m[0].floats[2].f, 5.0 + 120.0);
+}
