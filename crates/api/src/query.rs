@@ -252,12 +252,8 @@ pub fn format_timestamp(t: i64) -> String {
 
 /// A scalar or string result's timestamp: `t / 1000` as the shortest float.
 pub fn format_float_seconds(t: i64) -> String {
-    let f = t as f64 / 1000.0;
-    if f == f.trunc() && f.abs() < 1e21 {
-        format!("{}", f as i64)
-    } else {
-        format!("{f}")
-    }
+    // Rust's shortest round-trip form prints whole numbers without a point.
+    format!("{}", t as f64 / 1000.0)
 }
 
 fn special(v: f64) -> Option<&'static str> {

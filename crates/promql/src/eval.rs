@@ -348,6 +348,13 @@ impl Evaluator<'_> {
         if self.modifiers.get(&selector_key(vs)) == Some(&RangeModifier::Smoothed) {
             return self.smoothed_selector(vs, t);
         }
+        self.lookback_samples(vs, t, false)
+    }
+
+    /// The latest sample per series within the lookback window of `t`,
+    /// stale markers excluded, stamped with `t` or with the sample's own
+    /// time (`sample_times`, for `timestamp()`).
+    fn lookback_samples(&self, vs: &VectorSelector, t: i64, sample_times: bool) -> Vec<Sample> {
         let ts = self.selector_time(vs, t);
         let lookback = self.opts.lookback_delta_ms;
         let Some(data) = self.data.get(&selector_key(vs)) else {
@@ -365,7 +372,7 @@ impl Evaluator<'_> {
             }
             out.push(Sample {
                 metric: s.metric.clone(),
-                t,
+                t: if sample_times { p.t } else { t },
                 f: p.f,
                 h: None,
                 drop_name: false,
@@ -412,30 +419,7 @@ impl Evaluator<'_> {
     /// Like [`Self::instant_selector`] but keeps the samples' own timestamps
     /// (for `timestamp()`).
     pub fn instant_selector_sample_times(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
-        let ts = self.selector_time(vs, t);
-        let lookback = self.opts.lookback_delta_ms;
-        let Some(data) = self.data.get(&selector_key(vs)) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for s in data {
-            let idx = s.points.partition_point(|p| p.t <= ts);
-            if idx == 0 {
-                continue;
-            }
-            let p = s.points[idx - 1];
-            if p.t <= ts - lookback || hearth_model::is_stale_nan(p.f) {
-                continue;
-            }
-            out.push(Sample {
-                metric: s.metric.clone(),
-                t: p.t,
-                f: p.f,
-                h: None,
-                drop_name: false,
-            });
-        }
-        out
+        self.lookback_samples(vs, t, true)
     }
 
     /// A range selector at `t`: per series the samples in `(t - range, t]`

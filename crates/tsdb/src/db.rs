@@ -21,7 +21,7 @@ use hearth_storage_api::{
 use parking_lot::{Mutex, RwLock};
 
 use crate::block::{Block, BlockCompaction, BlockWriter};
-use crate::head::{AppendCheck, Head, MemSeries};
+use crate::head::{check_order, AppendCheck, Head, MemSeries};
 use crate::wal::record::{Record, RefSample, RefSeries};
 use crate::wal::{Wal, WalOptions, WalReader};
 use crate::{compact, Error, Result};
@@ -268,7 +268,7 @@ impl Db {
                 }
                 let check = match &found {
                     Some(m) => m.check(x.t, x.v, last),
-                    None => head_check_new(last, x.t, x.v),
+                    None => check_order(last, x.t, x.v),
                 };
                 match check {
                     Ok(AppendCheck::Append) => last = Some((x.t, x.v.to_bits())),
@@ -463,9 +463,6 @@ impl Db {
             for b in inputs {
                 delete_block_dir(b.dir())?;
             }
-            if out.is_none() {
-                continue;
-            }
         }
         Ok(written)
     }
@@ -569,22 +566,6 @@ fn overlaps(b: &Block, mint: Timestamp, maxt: Timestamp) -> bool {
     b.meta().max_time > mint && b.meta().min_time <= maxt
 }
 
-/// The order check for a series not in the head yet: only the batch's own
-/// earlier samples matter.
-fn head_check_new(last: Option<(Timestamp, u64)>, t: Timestamp, v: f64) -> Result<AppendCheck> {
-    match last {
-        Some((lt, _)) if t < lt => Err(Error::OutOfOrderSample),
-        Some((lt, lv)) if t == lt => {
-            if lv == v.to_bits() {
-                Ok(AppendCheck::Duplicate)
-            } else {
-                Err(Error::DuplicateSampleForTimestamp)
-            }
-        }
-        _ => Ok(AppendCheck::Append),
-    }
-}
-
 fn sample_error(e: Error, labels: &Labels, t: Timestamp) -> Error {
     if e.is_sample_rejection() {
         Error::InvalidSeries {
@@ -647,8 +628,8 @@ fn remove_tmp_dirs(dir: &Path) -> Result<()> {
     for e in entries {
         let e = e.map_err(Error::io("read data dir", dir))?;
         let name = e.file_name().to_string_lossy().to_string();
-        if name.ends_with(".tmp-for-creation")
-            || name.ends_with(".tmp-for-deletion")
+        if name.ends_with(crate::block::TMP_FOR_CREATION_SUFFIX)
+            || name.ends_with(crate::block::TMP_FOR_DELETION_SUFFIX)
             || name.ends_with(".tmp")
         {
             let p = e.path();
@@ -717,7 +698,7 @@ pub fn dir_size(dir: &Path) -> u64 {
 /// remove.
 pub fn delete_block_dir(dir: &Path) -> Result<()> {
     let mut tmp = dir.as_os_str().to_owned();
-    tmp.push(".tmp-for-deletion");
+    tmp.push(crate::block::TMP_FOR_DELETION_SUFFIX);
     let tmp = PathBuf::from(tmp);
     std::fs::rename(dir, &tmp).map_err(Error::io("rename block for deletion", dir))?;
     std::fs::remove_dir_all(&tmp).map_err(Error::io("delete block", &tmp))?;

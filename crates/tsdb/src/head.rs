@@ -199,7 +199,9 @@ fn find(stripe: &SeriesByHash, hash: u64, labels: &Labels) -> Option<Arc<MemSeri
         .cloned()
 }
 
-fn check_order(last: Option<(Timestamp, u64)>, t: Timestamp, v: f64) -> Result<AppendCheck> {
+/// Prometheus's order and duplicate check of a sample against the last one
+/// (time, value bits) of its series, if any.
+pub fn check_order(last: Option<(Timestamp, u64)>, t: Timestamp, v: f64) -> Result<AppendCheck> {
     match last {
         Some((lt, _)) if t < lt => Err(Error::OutOfOrderSample),
         Some((lt, lv)) if t == lt => {
