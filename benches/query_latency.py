@@ -8,17 +8,67 @@ One warm-up per server, then --runs timed runs per server, alternating the two
 servers (H P, then P H, ...) so that both share the machine's noise; only one
 server receives a query at any time. Reports client-side wall-clock medians
 (request sent to body read) and Hearth / Prometheus ratios as Markdown.
+
+The timed GETs go through qclient (benches/qclient.rs, built by
+query_latency.sh; --qclient), a std-only Rust client on one keep-alive
+connection per server that times each request itself: Python clients add
+0.15 ms (http.client) to 0.5 ms (requests) of their own to every call, most
+of a small query's time, which would hide the servers' own differences.
 """
 import argparse
 import datetime
+import gzip
+import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import requests
+
+
+class Response:
+    """What a timed GET returns: status, headers, the (decompressed) body."""
+
+    def __init__(self, status, headers, content):
+        self.status_code = status
+        self.headers = headers
+        self.content = content
+
+    def json(self):
+        return json.loads(self.content)
+
+
+class QClient:
+    """The qclient process: one GET per call, timed by qclient itself."""
+
+    def __init__(self, path):
+        self.p = subprocess.Popen([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def get(self, base, path, params):
+        addr = urllib.parse.urlsplit(base).netloc
+        self.p.stdin.write(("%s %s?%s\n" % (addr, path, urllib.parse.urlencode(params))).encode())
+        self.p.stdin.flush()
+        head = self.p.stdout.readline().split()
+        if len(head) != 4:
+            raise RuntimeError("qclient failed (see its stderr)")
+        status, nanos, encoding, length = int(head[0]), int(head[1]), head[2].decode(), int(head[3])
+        body = self.p.stdout.read(length)
+        headers = {"Content-Encoding": encoding} if encoding != "-" else {}
+        return status, nanos / 1e9, headers, body
+
+
+class Conn:
+    """A server as seen through the shared qclient."""
+
+    def __init__(self, client, base):
+        self.client, self.base = client, base
+
+    def get(self, path, params):
+        return self.client.get(self.base, path, params)
 
 
 def wait_ready(url, timeout=60):
@@ -53,14 +103,14 @@ def cpu_seconds(pid):
         return float("nan")
 
 
-def timed_get(session, url, params):
-    t0 = time.perf_counter()
-    r = session.get(url, params=params, timeout=60)
-    body = r.content
-    dt = time.perf_counter() - t0
-    if r.status_code != 200:
-        raise RuntimeError("%s %s -> %d %s" % (url, params, r.status_code, body[:300]))
-    return dt, r
+def timed_get(conn, path, params):
+    """Times one GET (request sent to compressed body read); decompresses after."""
+    status, dt, headers, body = conn.get(path, params)
+    if headers.get("Content-Encoding") == "gzip":
+        body = gzip.decompress(body)
+    if status != 200:
+        raise RuntimeError("%s %s -> %d %s" % (path, params, status, body[:300]))
+    return dt, Response(status, headers, body)
 
 
 def result_size(r):
@@ -89,6 +139,7 @@ def main():
     ap.add_argument("--root", default=".")
     ap.add_argument("--no-push", action="store_true")
     ap.add_argument("--hearth-version", default="")
+    ap.add_argument("--qclient", required=True, help="the built benches/qclient.rs")
     a = ap.parse_args()
 
     if a.end % 3600:
@@ -115,16 +166,17 @@ def main():
     t_inst = a.end - 1800
     r_start, r_end, step = a.end - 7200, a.end, 60
 
-    sessions = {name: requests.Session() for name, _, _ in servers}
+    client = QClient(a.qclient)
+    sessions = {name: Conn(client, url) for name, url, _ in servers}
     # Sanity: both hold the same data.
     check = {}
     encoding = {}
     for name, url, _ in servers:
-        _, r = timed_get(sessions[name], url + "/api/v1/query",
+        _, r = timed_get(sessions[name], "/api/v1/query",
                          {"query": "count({__name__=~\".+\"})", "time": a.end})
         c1 = r.json()["data"]["result"]
         encoding[name] = r.headers.get("Content-Encoding", "none")
-        _, r = timed_get(sessions[name], url + "/api/v1/query",
+        _, r = timed_get(sessions[name], "/api/v1/query",
                          {"query": "sum(count_over_time(demo_api_request_duration_seconds_bucket[3h]))",
                           "time": a.end})
         c2 = r.json()["data"]["result"]
@@ -144,12 +196,12 @@ def main():
             samples = {name: [] for name, _, _ in servers}
             sizes = {}
             for name, url, _ in servers:  # warm-up
-                _, r = timed_get(sessions[name], url + path, params)
+                _, r = timed_get(sessions[name], path, params)
                 sizes[name] = result_size(r)
             for i in range(a.runs):
                 order = servers if i % 2 == 0 else servers[::-1]
                 for name, url, _ in order:
-                    dt, _ = timed_get(sessions[name], url + path, params)
+                    dt, _ = timed_get(sessions[name], path, params)
                     samples[name].append(dt)
             h = statistics.median(samples["Hearth"])
             p = statistics.median(samples["Prometheus"])
@@ -178,8 +230,8 @@ def main():
     print("Data: promrw.py demo data set, 708 series, 3 h at 5 s ending %s (END), pushed by remote write "
           "into both. Data check (series at END, bucket samples in the 3 h): %s." % (end_iso, check))
     print("Instant: at END-30m. Range: [END-2h, END], step 60s (121 steps). Median of %d timed GETs "
-          "per server after one warm-up, servers alternating; client-side wall time (request to body read), "
-          "keep-alive, Accept-Encoding gzip (response Content-Encoding: %s)." % (a.runs, encoding))
+          "per server after one warm-up, servers alternating; client-side wall time (request written to body read, "
+          "measured by qclient, a Rust client on one keep-alive connection per server), Accept-Encoding gzip (response Content-Encoding: %s)." % (a.runs, encoding))
     print()
     print("| # | query | instant H ms | instant P ms | instant H/P | range H ms | range P ms | range H/P | series H/P |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---|")

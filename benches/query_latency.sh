@@ -54,6 +54,8 @@ else
     HEARTH="$ROOT/target/release/hearth"
 fi
 
+rustc --edition 2021 -O "$BENCH/qclient.rs" -o "$TMP/qclient"
+
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 HPORT=$(freeport)
 PPORT=$(freeport)
@@ -75,5 +77,5 @@ log "hearth pid $HPID on :$HPORT, prometheus pid $PPID_ on :$PPORT, END=$END ($(
 python3 "$BENCH/query_latency.py" \
     --hearth "http://127.0.0.1:$HPORT" --prometheus "http://127.0.0.1:$PPORT" \
     --queries "$QUERIES" --end "$END" --runs "$RUNS" \
-    --hearth-pid "$HPID" --prometheus-pid "$PPID_" --root "$ROOT" \
+    --hearth-pid "$HPID" --prometheus-pid "$PPID_" --root "$ROOT" --qclient "$TMP/qclient" \
     --hearth-version "$("$HEARTH" --version 2>/dev/null | head -1 || true)"

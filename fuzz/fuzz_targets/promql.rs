@@ -30,7 +30,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let storage = ScriptStorage::new();
         let lines: Vec<_> = DATA.iter().map(|l| parse_series_line(l).expect("fixture parses")).collect();
-        storage.load(60_000, &lines).expect("fixture loads");
+        storage.load(60_000, &lines, &[]).expect("fixture loads");
         let opts = EngineOptions {
             timeout: std::time::Duration::from_secs(2),
             max_samples: 1_000_000,

@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod metric_metadata;
 pub mod metrics;
 pub mod params;
+mod parse_query;
 pub mod query;
 pub mod remote_write;
 pub mod status;
@@ -54,8 +55,9 @@ pub struct ApiState {
     pub metrics: Arc<ApiMetrics>,
     /// Metric metadata for `/api/v1/metadata`.
     pub metadata: Arc<metric_metadata::MetadataStore>,
-    /// What the status endpoints report.
-    pub status: status::StatusInfo,
+    /// What the status endpoints report (shared: the state is cloned for
+    /// every request).
+    pub status: Arc<status::StatusInfo>,
     /// The process registry served on `/metrics`.
     pub registry: Arc<prometheus_client::registry::Registry>,
     pub clock: Clock,
@@ -77,6 +79,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/api/v1/format_query",
             get(query::format).post(query::format),
+        )
+        .route(
+            "/api/v1/parse_query",
+            get(parse_query::handle).post(parse_query::handle),
         )
         .route(
             "/api/v1/series",
@@ -102,7 +108,18 @@ pub fn router(state: ApiState) -> Router {
         .route("/-/healthy", get(healthy).head(healthy))
         .route("/-/ready", get(ready).head(ready))
         .route("/metrics", get(metrics::handle))
-        .layer(tower_http::compression::CompressionLayer::new())
+        // The fastest level: query responses are repetitive JSON, level 1
+        // gets most of the size reduction at a fraction of the CPU. Bodies
+        // under a kilobyte go as they are: compressing them costs more
+        // time than it saves bytes.
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .quality(tower_http::CompressionLevel::Fastest)
+                .compress_when(tower_http::compression::Predicate::and(
+                    tower_http::compression::DefaultPredicate::new(),
+                    tower_http::compression::predicate::SizeAbove::new(1024),
+                )),
+        )
         .with_state(state)
 }
 

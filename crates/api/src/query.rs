@@ -17,9 +17,12 @@ pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
 const TRUNCATED: &str = "results truncated due to limit";
 
+/// The `query` parameter. An empty one is refused here with the parser's
+/// message (Prometheus 3 has no position to give for it); anything else,
+/// blank included, goes to the parser, whose errors say where they are.
 fn query_param(params: &Params) -> ApiResult<String> {
     match params.get("query") {
-        Some(q) if !q.trim().is_empty() => Ok(q.to_string()),
+        Some(q) if !q.is_empty() => Ok(q.to_string()),
         _ => Err(ApiError::invalid_param(
             "query",
             "unknown position: parse error: no expression found in input",
@@ -199,9 +202,9 @@ fn render(r: QueryResult, limit: usize) -> Response {
                 out.push_str(r#"{"metric":"#);
                 json::write_labels(&mut out, &s.metric);
                 out.push_str(r#","value":["#);
-                out.push_str(&format_timestamp(s.t));
+                write_timestamp(&mut out, s.t);
                 out.push_str(",\"");
-                out.push_str(&format_sample_value(s.f));
+                write_sample_value(&mut out, s.f);
                 out.push_str("\"]}");
             }
             out.push(']');
@@ -224,9 +227,9 @@ fn render(r: QueryResult, limit: usize) -> Response {
                         out.push(',');
                     }
                     out.push('[');
-                    out.push_str(&format_timestamp(p.t));
+                    write_timestamp(&mut out, p.t);
                     out.push_str(",\"");
-                    out.push_str(&format_sample_value(p.f));
+                    write_sample_value(&mut out, p.f);
                     out.push_str("\"]");
                 }
                 out.push_str("]}");
@@ -241,12 +244,23 @@ fn render(r: QueryResult, limit: usize) -> Response {
 /// A sample timestamp: integer seconds, then `.` and exactly three digits
 /// when there are milliseconds (specs/http-api.md §2.2).
 pub fn format_timestamp(t: i64) -> String {
-    let sign = if t < 0 { "-" } else { "" };
+    let mut s = String::new();
+    write_timestamp(&mut s, t);
+    s
+}
+
+/// [`format_timestamp`] appended to `out`.
+pub fn write_timestamp(out: &mut String, t: i64) {
+    use std::fmt::Write;
+    if t < 0 {
+        out.push('-');
+    }
     let a = t.unsigned_abs();
+    // Writing to a String cannot fail.
     if a.is_multiple_of(1000) {
-        format!("{sign}{}", a / 1000)
+        let _ = write!(out, "{}", a / 1000);
     } else {
-        format!("{sign}{}.{:03}", a / 1000, a % 1000)
+        let _ = write!(out, "{}.{:03}", a / 1000, a % 1000);
     }
 }
 
@@ -278,8 +292,17 @@ pub fn format_value_plain(v: f64) -> String {
 /// Rule S: Go's `FormatFloat(v, 'f' or 'e', -1, 64)` as Prometheus's JSON
 /// encoder picks it: exponent form below 1e-6 and from 1e21.
 pub fn format_sample_value(v: f64) -> String {
+    let mut s = String::new();
+    write_sample_value(&mut s, v);
+    s
+}
+
+/// [`format_sample_value`] appended to `out`.
+pub fn write_sample_value(out: &mut String, v: f64) {
+    use std::fmt::Write;
     if let Some(s) = special(v) {
-        return s.to_string();
+        out.push_str(s);
+        return;
     }
     let a = v.abs();
     if a != 0.0 && !(1e-6..1e21).contains(&a) {
@@ -289,9 +312,11 @@ pub fn format_sample_value(v: f64) -> String {
             Some(d) => ('-', d),
             None => ('+', exp),
         };
-        return format!("{mantissa}e{sign}{digits:0>2}");
+        let _ = write!(out, "{mantissa}e{sign}{digits:0>2}");
+        return;
     }
-    format!("{v}")
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{v}");
 }
 
 #[cfg(test)]

@@ -139,13 +139,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ready: ready.clone(),
         metrics,
         metadata: Arc::default(),
-        status: hearth_api::status::StatusInfo {
+        status: Arc::new(hearth_api::status::StatusInfo {
             flags: flags_map(&args),
             config_yaml: String::new(),
             storage_retention: args.retention_time.clone(),
             start_time: started,
             tsdb: Some(Arc::new(TsdbStatus(db.clone()))),
-        },
+        }),
         registry: Arc::new(registry),
         clock: hearth_api::system_clock(),
     };

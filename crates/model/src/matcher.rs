@@ -42,18 +42,27 @@ pub struct Matcher {
     /// For regexes that are a plain alternation of literals (`a|b|c`), those
     /// literals: lets indexes answer with a few postings lookups.
     set: Option<Vec<String>>,
+    /// For regexes that are a literal followed by `.*` (`foo_.*`), the
+    /// literal: a prefix test instead of running the regex.
+    prefix: Option<String>,
 }
 
 impl Matcher {
     pub fn new(op: MatchOp, name: impl Into<String>, value: impl Into<String>) -> Result<Self> {
         let name = name.into();
         let value = value.into();
-        let (regex, set) = match op {
-            MatchOp::RegexMatch | MatchOp::RegexNoMatch => (
-                Some(compile_anchored(&value)?),
-                literal_alternatives(&value),
-            ),
-            _ => (None, None),
+        let (regex, set, prefix) = match op {
+            MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
+                let set = literal_alternatives(&value);
+                let prefix = literal_prefix(&value);
+                // The fast forms are valid regexes by construction.
+                let regex = match (&set, &prefix) {
+                    (None, None) => Some(compile_anchored(&value)?),
+                    _ => None,
+                };
+                (regex, set, prefix)
+            }
+            _ => (None, None, None),
         };
         Ok(Self {
             op,
@@ -61,6 +70,7 @@ impl Matcher {
             value,
             regex,
             set,
+            prefix,
         })
     }
 
@@ -72,6 +82,7 @@ impl Matcher {
             value: value.into(),
             regex: None,
             set: None,
+            prefix: None,
         }
     }
 
@@ -87,6 +98,9 @@ impl Matcher {
     fn regex_matches(&self, v: &str) -> bool {
         if let Some(set) = &self.set {
             return set.iter().any(|s| s == v);
+        }
+        if let Some(prefix) = &self.prefix {
+            return v.starts_with(prefix.as_str());
         }
         self.regex
             .as_ref()
@@ -133,7 +147,30 @@ impl fmt::Debug for Matcher {
 }
 
 /// Compiles a Go-syntax pattern as Prometheus does: `^(?s:<re>)$`.
+/// Compiled regexes are remembered process-wide (up to
+/// [`REGEX_CACHE_ENTRIES`] patterns, then the cache starts over): queries
+/// repeat their patterns, and compiling costs more than most small queries.
 pub fn compile_anchored(pattern: &str) -> Result<Regex> {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Regex>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(r) = cache.lock().ok().and_then(|c| c.get(pattern).cloned()) {
+        return Ok(r);
+    }
+    let r = compile_anchored_uncached(pattern)?;
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= REGEX_CACHE_ENTRIES {
+            c.clear();
+        }
+        c.insert(pattern.to_string(), r.clone());
+    }
+    Ok(r)
+}
+
+/// How many compiled patterns [`compile_anchored`] keeps.
+pub const REGEX_CACHE_ENTRIES: usize = 4096;
+
+fn compile_anchored_uncached(pattern: &str) -> Result<Regex> {
     let translated = translate_go_classes(pattern);
     Regex::new(&format!("^(?s:{translated})$")).map_err(|e| Error::InvalidRegex {
         pattern: pattern.to_string(),
@@ -210,6 +247,15 @@ fn translate_go_classes(pattern: &str) -> String {
 }
 
 /// `a|b|c` made only of literal characters: the alternatives.
+/// `foo.*` → `foo` (with `.` matching anything, `.*` is any suffix).
+fn literal_prefix(pattern: &str) -> Option<String> {
+    const META: &[char] = &[
+        '\\', '.', '+', '*', '?', '(', ')', '[', ']', '{', '}', '^', '$', '|',
+    ];
+    let lit = pattern.strip_suffix(".*")?;
+    (!lit.contains(META)).then(|| lit.to_string())
+}
+
 fn literal_alternatives(pattern: &str) -> Option<Vec<String>> {
     const META: &[char] = &[
         '\\', '.', '+', '*', '?', '(', ')', '[', ']', '{', '}', '^', '$',
@@ -235,6 +281,29 @@ mod tests {
         assert!(!r.matches("foobar"));
         assert!(!m(MatchOp::RegexMatch, "o+").matches("foo"));
         assert!(m(MatchOp::RegexNoMatch, "o+").matches("foo"));
+    }
+
+    #[test]
+    fn prefix_patterns_match_as_their_regexes() {
+        let r = m(MatchOp::RegexMatch, "demo_disk_.*");
+        assert!(r.prefix.is_some() && r.regex.is_none());
+        for v in [
+            "demo_disk_",
+            "demo_disk_usage",
+            "demo_disk_\nx",
+            "demo_dis",
+            "xdemo_disk_",
+            "",
+        ] {
+            let re = compile_anchored_uncached("demo_disk_.*").unwrap();
+            assert_eq!(r.matches(v), re.is_match(v), "{v:?}");
+        }
+        assert!(m(MatchOp::RegexNoMatch, "a.*").matches("b"));
+        assert!(m(MatchOp::RegexMatch, ".*").matches(""));
+        // Not literal prefixes: regexes.
+        assert!(m(MatchOp::RegexMatch, "a.b.*").prefix.is_none());
+        assert!(m(MatchOp::RegexMatch, "a|b.*").prefix.is_none());
+        assert!(!m(MatchOp::RegexMatch, "a|b.*").matches("ax"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use hearth_model::{Labels, LabelsBuilder, METRIC_NAME};
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
-use crate::eval::{prometheus_labels_hash, Evaluator};
+use crate::eval::{prometheus_labels_hash, Evaluator, FastMap};
 use crate::functions::{format_go_float, kahan_sum_inc, quantile};
 use crate::{Error, Result, Sample, Value};
 
@@ -197,11 +197,19 @@ impl Evaluator<'_> {
     }
 
     /// Groups samples, keeping first-seen group order.
+    /// The group key of `m`, remembered across steps (per aggregation node:
+    /// `modifier` is the node's own field).
+    fn group_key(&self, m: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+        let node = modifier as *const Option<LabelModifier> as usize;
+        self.labels_cache
+            .get(node, m, |m| group_labels(m, modifier))
+    }
+
     fn group(&self, input: Vec<Sample>, modifier: &Option<LabelModifier>) -> Vec<Group> {
-        let mut idx: HashMap<Labels, usize> = HashMap::new();
+        let mut idx: FastMap<Labels, usize> = FastMap::default();
         let mut groups: Vec<Group> = Vec::new();
         for s in input {
-            let g = group_labels(&s.metric, modifier);
+            let g = self.group_key(&s.metric, modifier);
             let i = *idx.entry(g.clone()).or_insert_with(|| {
                 groups.push(Group {
                     metric: g,
@@ -222,11 +230,11 @@ impl Evaluator<'_> {
         modifier: &Option<LabelModifier>,
         t: i64,
     ) -> Result<Value> {
-        let mut idx: HashMap<Labels, usize> = HashMap::new();
+        let mut idx: FastMap<Labels, usize> = FastMap::default();
         let mut groups: Vec<Group> = Vec::new();
         for s in input {
             let f = s.f;
-            let g = group_labels(&s.metric, modifier);
+            let g = self.group_key(&s.metric, modifier);
             let i = match idx.get(&g) {
                 Some(i) => *i,
                 None => {

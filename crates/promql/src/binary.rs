@@ -8,7 +8,7 @@ use hearth_model::{Labels, LabelsBuilder, METRIC_NAME};
 use promql_parser::label::Labels as ParserLabels;
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
-use crate::eval::{drop_metric_name, Evaluator, NAME_LABELS};
+use crate::eval::{Evaluator, NAME_LABELS};
 use crate::{Error, Result, Sample, Value};
 
 /// The kind of a binary operator.
@@ -202,7 +202,7 @@ impl Evaluator<'_> {
             }
             s.f = value;
             if kind == OpKind::Arithmetic || return_bool {
-                drop_metric_name(self.opts, &mut s);
+                self.drop_metric_name(&mut s);
             }
             out.push(s);
         }

@@ -34,6 +34,9 @@ pub struct EngineOptions {
     pub enable_experimental_functions: bool,
     /// Keeps `__name__` until the end of evaluation (Prometheus's flag).
     pub enable_delayed_name_removal: bool,
+    /// Counter functions read samples' start times where the storage has
+    /// them (Prometheus's `UseStartTimestamps`).
+    pub use_start_timestamps: bool,
 }
 
 impl Default for EngineOptions {
@@ -44,6 +47,7 @@ impl Default for EngineOptions {
             timeout: Duration::from_secs(120),
             enable_experimental_functions: false,
             enable_delayed_name_removal: false,
+            use_start_timestamps: false,
         }
     }
 }
@@ -258,9 +262,9 @@ impl Engine {
             self.opts.lookback_delta_ms,
             &mut selectors,
         );
-        let mut data = HashMap::new();
         let mut warnings = Vec::new();
-        let mut total = 0usize;
+        // Fetch every selector's series (encoded), then decode them all.
+        let mut fetched: Vec<(usize, i64, i64, Vec<hearth_storage_api::Series>)> = Vec::new();
         for (vs, mut mint, mut maxt) in selectors {
             if modifiers.contains_key(&selector_key(vs)) {
                 // Anchors and interpolation read one sample beyond the window
@@ -268,7 +272,7 @@ impl Engine {
                 mint -= self.opts.lookback_delta_ms;
                 maxt += self.opts.lookback_delta_ms;
             }
-            let mut merged: Vec<StoredSeries> = Vec::new();
+            let mut merged: Vec<hearth_storage_api::Series> = Vec::new();
             let groups = selector_matchers(vs)?;
             let several = groups.len() > 1;
             for matchers in groups {
@@ -277,29 +281,22 @@ impl Engine {
                     .await?;
                 warnings.extend(set.warnings);
                 for s in set.series {
-                    if several && merged.iter().any(|m| m.metric == s.labels) {
+                    if several && merged.iter().any(|m| m.labels == s.labels) {
                         continue;
                     }
-                    let points: Vec<FPoint> = s
-                        .samples(mint, maxt)?
-                        .into_iter()
-                        .map(|p| FPoint { t: p.t, f: p.v })
-                        .collect();
-                    total += points.len();
-                    if total > self.opts.max_samples {
-                        return Err(Error::TooManySamples("query execution".into()));
-                    }
-                    merged.push(StoredSeries {
-                        metric: s.labels,
-                        points,
-                    });
+                    merged.push(s);
                 }
             }
             if several {
-                merged.sort_by(|a, b| a.metric.cmp(&b.metric));
+                merged.sort_by(|a, b| a.labels.cmp(&b.labels));
             }
-            data.insert(selector_key(vs), merged);
+            fetched.push((selector_key(vs), mint, maxt, merged));
         }
+        let data = decode_all(
+            fetched,
+            self.opts.use_start_timestamps,
+            self.opts.max_samples,
+        )?;
         Ok(Evaluator {
             opts: &self.opts,
             start,
@@ -312,7 +309,8 @@ impl Engine {
             query: query.to_string(),
             subquery_cache: HashMap::new(),
             modifiers,
-            regex_cache: HashMap::new(),
+            labels_cache: Default::default(),
+            cursors: Default::default(),
         })
     }
 
@@ -404,6 +402,7 @@ const AT_MODIFIER_UNSAFE_FUNCTIONS: &[&str] = &[
     "month",
     "year",
     "predict_linear",
+    "start_timestamp",
     "time",
     "timestamp",
 ];
@@ -429,4 +428,96 @@ fn is_step_invariant(e: &Expr) -> bool {
         }
         Expr::Extension(_) => false,
     }
+}
+
+/// Decodes fetched series (per selector: its key, the time range it needs
+/// and its series) into the engine's form. Decoding is most of a large
+/// query's time, so above [`PARALLEL_DECODE_SAMPLES`] it is spread over the
+/// machine's cores (each series decodes on its own; order is kept). Fails
+/// when the samples exceed `max_samples`.
+fn decode_all(
+    fetched: Vec<(usize, i64, i64, Vec<hearth_storage_api::Series>)>,
+    use_start_timestamps: bool,
+    max_samples: usize,
+) -> Result<HashMap<usize, Vec<StoredSeries>>> {
+    let jobs: Vec<(i64, i64, &hearth_storage_api::Series)> = fetched
+        .iter()
+        .flat_map(|(_, mint, maxt, series)| series.iter().map(move |s| (*mint, *maxt, s)))
+        .collect();
+    // The chunks' own sample counts bound the work from above.
+    let estimate: usize = jobs
+        .iter()
+        .flat_map(|(_, _, s)| &s.chunks)
+        .map(|c| {
+            c.data
+                .get(..2)
+                .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        })
+        .sum();
+    let decode =
+        |(mint, maxt, s): &(i64, i64, &hearth_storage_api::Series)| -> Result<StoredSeries> {
+            let points = s
+                .samples(*mint, *maxt)?
+                .into_iter()
+                .map(|p| FPoint { t: p.t, f: p.v })
+                .collect();
+            let start_times: &[(i64, i64)] = if use_start_timestamps {
+                &s.start_times
+            } else {
+                &[]
+            };
+            Ok(StoredSeries::new(s.labels.clone(), points, start_times))
+        };
+    let threads = if estimate >= PARALLEL_DECODE_SAMPLES && jobs.len() > 1 {
+        decode_threads()
+    } else {
+        1
+    };
+    let decoded: Vec<Result<StoredSeries>> = if threads > 1 {
+        let per = jobs.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .chunks(per)
+                .map(|part| scope.spawn(move || part.iter().map(decode).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| match h.join() {
+                    Ok(v) => v,
+                    Err(_) => vec![Err(Error::Execution("series decoding panicked".into()))],
+                })
+                .collect()
+        })
+    } else {
+        jobs.iter().map(decode).collect()
+    };
+    let mut decoded = decoded.into_iter();
+    let mut data = HashMap::new();
+    let mut total = 0usize;
+    for (key, _, _, series) in &fetched {
+        let mut out = Vec::with_capacity(series.len());
+        for _ in 0..series.len() {
+            let s = decoded
+                .next()
+                .ok_or_else(|| Error::Execution("series decoding lost a series".into()))??;
+            total += s.points.len() + s.stale.len();
+            if total > max_samples {
+                return Err(Error::TooManySamples("query execution".into()));
+            }
+            out.push(s);
+        }
+        data.insert(*key, out);
+    }
+    Ok(data)
+}
+
+/// Queries whose chunks hold fewer samples decode on one thread: below it
+/// starting threads costs more than it saves.
+const PARALLEL_DECODE_SAMPLES: usize = 200_000;
+
+/// Threads for a large decode: the machine's cores, up to 8 (asked once:
+/// the answer reads cgroup files).
+fn decode_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)))
 }

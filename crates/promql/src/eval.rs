@@ -16,12 +16,137 @@ use crate::{EngineOptions, Error, FPoint, Result, Sample, Series, Value};
 /// evaluation interval).
 pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 
-/// One fetched series: labels and every non-stale-filtered sample in the
-/// fetched range, in time order.
+/// One fetched series: labels, its samples in the fetched range in time
+/// order, and apart from them the times of its stale markers, so that range
+/// windows are plain slices of `points`.
 #[derive(Debug, Clone)]
 pub(crate) struct StoredSeries {
     pub metric: Labels,
+    /// Samples without stale markers.
     pub points: Vec<FPoint>,
+    /// Times of stale markers, ascending (usually none).
+    pub stale: Vec<i64>,
+    /// Start times of `points` (0: none), or empty when the series has
+    /// none or the engine does not use them.
+    pub st: Vec<i64>,
+}
+
+impl StoredSeries {
+    /// Splits samples in time order into points and stale marker times,
+    /// and lines up the start times given as `(sample time, start time)`.
+    pub fn new(
+        metric: Labels,
+        mut points: Vec<FPoint>,
+        start_times: &[(i64, i64)],
+    ) -> StoredSeries {
+        let stale: Vec<i64> = points
+            .iter()
+            .filter(|p| hearth_model::is_stale_nan(p.f))
+            .map(|p| p.t)
+            .collect();
+        if !stale.is_empty() {
+            points.retain(|p| !hearth_model::is_stale_nan(p.f));
+        }
+        let mut st = Vec::new();
+        if !start_times.is_empty() {
+            let mut i = 0;
+            st = points
+                .iter()
+                .map(|p| {
+                    while i < start_times.len() && start_times[i].0 < p.t {
+                        i += 1;
+                    }
+                    match start_times.get(i) {
+                        Some(&(t, s)) if t == p.t => s,
+                        _ => 0,
+                    }
+                })
+                .collect();
+        }
+        StoredSeries {
+            metric,
+            points,
+            stale,
+            st,
+        }
+    }
+
+    /// Whether a stale marker lies in `(after, upto]`.
+    pub fn stale_between(&self, after: i64, upto: i64) -> bool {
+        let i = self.stale.partition_point(|&s| s <= after);
+        self.stale.get(i).is_some_and(|&s| s <= upto)
+    }
+
+    /// The sample an instant selector sees at `ts`: the latest at or
+    /// before `ts`, if it lies within the lookback window and no stale
+    /// marker follows it, with its index in `points`.
+    pub fn lookback(&self, ts: i64, lookback: i64) -> Option<(usize, FPoint)> {
+        self.lookback_at(self.points.partition_point(|p| p.t <= ts), ts, lookback)
+    }
+
+    /// [`Self::lookback`] given `idx`, the index of the first point after
+    /// `ts`.
+    pub fn lookback_at(&self, idx: usize, ts: i64, lookback: i64) -> Option<(usize, FPoint)> {
+        let p = *self.points.get(idx.checked_sub(1)?)?;
+        if p.t <= ts - lookback || self.stale_between(p.t, ts) {
+            return None;
+        }
+        Some((idx - 1, p))
+    }
+
+    /// The samples of the left-open window `(start, end]`.
+    pub fn window(&self, start: i64, end: i64) -> &[FPoint] {
+        let lo = self.points.partition_point(|p| p.t <= start);
+        let hi = lo + self.points[lo..].partition_point(|p| p.t <= end);
+        &self.points[lo..hi]
+    }
+
+    /// The index of the first point after `t`, searched from `hint` (the
+    /// answer for an earlier time, usually a few points back): evaluation
+    /// steps ascend, and walking on from the last position touches memory
+    /// in order where a binary search over every series' points misses the
+    /// cache at every probe.
+    pub fn seek(&self, hint: usize, t: i64) -> usize {
+        const WALK: usize = 16;
+        let pts = &self.points;
+        let hint = hint.min(pts.len());
+        if hint > 0 && pts[hint - 1].t > t {
+            return pts[..hint].partition_point(|p| p.t <= t);
+        }
+        let mut i = hint;
+        let stop = (hint + WALK).min(pts.len());
+        while i < stop {
+            if pts[i].t > t {
+                return i;
+            }
+            i += 1;
+        }
+        i + pts[i..].partition_point(|p| p.t <= t)
+    }
+}
+
+/// Per selector node, the position reached in each of its series by the
+/// last evaluation step (see [`StoredSeries::seek`]).
+#[derive(Default)]
+pub(crate) struct Cursors {
+    map: std::cell::RefCell<FastMap<(usize, u8), Vec<usize>>>,
+}
+
+impl Cursors {
+    /// The cursors of `node` (`which` tells a node's several apart), one per
+    /// series, handed to `f`.
+    pub fn with<R>(
+        &self,
+        node: usize,
+        which: u8,
+        n: usize,
+        f: impl FnOnce(&mut [usize]) -> R,
+    ) -> R {
+        let mut map = self.map.borrow_mut();
+        let v = map.entry((node, which)).or_insert_with(|| vec![0; n]);
+        v.resize(n, 0);
+        f(v)
+    }
 }
 
 /// Identifies a selector node by its address in the (immovable during
@@ -104,6 +229,60 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<hearth_mo
     }
 }
 
+/// A hash map with the engine's fast, unseeded hasher (keys come from
+/// storage and the query, not from an adversary who sees the hashes).
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+/// Derivations of label sets.
+pub(crate) const DERIVE_WITHOUT_NAME: usize = 1;
+pub(crate) const DERIVE_WITHOUT_LE: usize = 2;
+
+/// Label sets derived from others (a group's key, a set without its name),
+/// remembered across the steps of a query: the series of a selector keep
+/// their label sets from step to step, so each derivation is computed once
+/// per series instead of once per step. Keyed by (derivation, identity of
+/// the input set); an entry holds a clone of its input so that the identity
+/// cannot be reused while the entry lives.
+#[derive(Default)]
+pub(crate) struct LabelsCache {
+    /// (input, derived set, a number derived with it).
+    #[allow(clippy::type_complexity)]
+    map: std::cell::RefCell<FastMap<(usize, usize), (Labels, Labels, Option<f64>)>>,
+}
+
+impl LabelsCache {
+    /// Enough for every series of a large query; past it, derivations are
+    /// computed without being kept (inputs rebuilt at every step would
+    /// otherwise grow the cache with the number of steps).
+    const MAX_ENTRIES: usize = 1 << 20;
+
+    /// `derive(m)`, for derivation `kind` (a `DERIVE_*` constant or an AST
+    /// node's address).
+    pub fn get(&self, kind: usize, m: &Labels, derive: impl FnOnce(&Labels) -> Labels) -> Labels {
+        self.get_with(kind, m, |m| (derive(m), None)).0
+    }
+
+    /// [`Self::get`] for a derivation that also yields a number (a bucket's
+    /// parsed `le`).
+    pub fn get_with(
+        &self,
+        kind: usize,
+        m: &Labels,
+        derive: impl FnOnce(&Labels) -> (Labels, Option<f64>),
+    ) -> (Labels, Option<f64>) {
+        let key = (kind, m.ptr_id());
+        let mut map = self.map.borrow_mut();
+        if let Some((_, derived, x)) = map.get(&key) {
+            return (derived.clone(), *x);
+        }
+        let (derived, x) = derive(m);
+        if map.len() < Self::MAX_ENTRIES {
+            map.insert(key, (m.clone(), derived.clone(), x));
+        }
+        (derived, x)
+    }
+}
+
 /// State shared by the whole evaluation of one query.
 pub(crate) struct Evaluator<'a> {
     pub opts: &'a EngineOptions,
@@ -124,9 +303,8 @@ pub(crate) struct Evaluator<'a> {
     pub subquery_cache: HashMap<(usize, i64), Value>,
     /// `anchored`/`smoothed` selectors by node.
     pub modifiers: HashMap<usize, RangeModifier>,
-    /// Regexes of `label_replace` by pattern, compiled once per query
-    /// rather than at every step.
-    pub regex_cache: HashMap<String, regex::Regex>,
+    pub labels_cache: LabelsCache,
+    pub cursors: Cursors,
 }
 
 /// A range vector with where it came from, as range functions need it.
@@ -137,16 +315,6 @@ pub(crate) struct RangeArg {
     pub range_end: i64,
     /// Equality matchers of the selector, for `absent_over_time`.
     pub selector: Option<VectorSelector>,
-}
-
-/// Removes `__name__` from a sample now, or marks it for removal at the end
-/// when delayed name removal is on.
-pub(crate) fn drop_metric_name(opts: &EngineOptions, s: &mut Sample) {
-    if opts.enable_delayed_name_removal {
-        s.drop_name = true;
-    } else {
-        s.metric = without_name(&s.metric);
-    }
 }
 
 /// The labels the engine removes with the metric name: the name and the
@@ -178,6 +346,18 @@ pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
 }
 
 impl Evaluator<'_> {
+    /// Removes `__name__` from a sample now, or marks it for removal at the
+    /// end when delayed name removal is on.
+    pub(crate) fn drop_metric_name(&self, s: &mut Sample) {
+        if self.opts.enable_delayed_name_removal {
+            s.drop_name = true;
+        } else {
+            s.metric = self
+                .labels_cache
+                .get(DERIVE_WITHOUT_NAME, &s.metric, without_name);
+        }
+    }
+
     /// `(line:col)` of the first occurrence of `needle` in the query
     /// (Prometheus reports the offending sub-expression's start; this finds
     /// it by text), or `(1:1)`.
@@ -271,7 +451,7 @@ impl Evaluator<'_> {
                 Value::Vector(mut vec) => {
                     for s in &mut vec {
                         s.f = -s.f;
-                        drop_metric_name(self.opts, s);
+                        self.drop_metric_name(s);
                     }
                     self.check_duplicates(&vec)?;
                     Ok(Value::Vector(vec))
@@ -361,23 +541,21 @@ impl Evaluator<'_> {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for s in data {
-            let idx = s.points.partition_point(|p| p.t <= ts);
-            if idx == 0 {
-                continue;
+        self.cursors.with(selector_key(vs), 1, data.len(), |cur| {
+            for (s, c) in data.iter().zip(cur.iter_mut()) {
+                *c = s.seek(*c, ts);
+                let Some((_, p)) = s.lookback_at(*c, ts, lookback) else {
+                    continue;
+                };
+                out.push(Sample {
+                    metric: s.metric.clone(),
+                    t: if sample_times { p.t } else { t },
+                    f: p.f,
+                    h: None,
+                    drop_name: false,
+                });
             }
-            let p = s.points[idx - 1];
-            if p.t <= ts - lookback || hearth_model::is_stale_nan(p.f) {
-                continue;
-            }
-            out.push(Sample {
-                metric: s.metric.clone(),
-                t: if sample_times { p.t } else { t },
-                f: p.f,
-                h: None,
-                drop_name: false,
-            });
-        }
+        });
         out
     }
 
@@ -391,16 +569,13 @@ impl Evaluator<'_> {
         };
         let mut out = Vec::new();
         for s in data {
-            let idx = s.points.partition_point(|p| p.t <= ts);
-            if idx == 0 {
+            let Some((idx, p)) = s.lookback(ts, lookback) else {
                 continue;
-            }
-            let p = s.points[idx - 1];
-            if p.t <= ts - lookback || hearth_model::is_stale_nan(p.f) {
-                continue;
-            }
-            let f = match s.points.get(idx) {
-                Some(n) if n.t < ts + lookback && !hearth_model::is_stale_nan(n.f) => {
+            };
+            // Interpolated towards the next sample unless a stale marker
+            // comes first.
+            let f = match s.points.get(idx + 1) {
+                Some(n) if n.t < ts + lookback && !s.stale_between(ts, n.t) => {
                     interpolate(p, *n, ts, false)
                 }
                 _ => p.f,
@@ -412,6 +587,30 @@ impl Evaluator<'_> {
                 h: None,
                 drop_name: false,
             });
+        }
+        out
+    }
+
+    /// The start times (in seconds) of the samples an instant selector sees
+    /// at `t`, for the samples that have one (`start_timestamp()`).
+    pub fn instant_selector_start_times(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
+        let ts = self.selector_time(vs, t);
+        let Some(data) = self.data.get(&selector_key(vs)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for s in data {
+            if let Some((i, _)) = s.lookback(ts, self.opts.lookback_delta_ms) {
+                if let Some(&st) = s.st.get(i).filter(|st| **st != 0) {
+                    out.push(Sample {
+                        metric: s.metric.clone(),
+                        t,
+                        f: st as f64 / 1000.0,
+                        h: None,
+                        drop_name: false,
+                    });
+                }
+            }
         }
         out
     }
@@ -430,16 +629,9 @@ impl Evaluator<'_> {
         let mut series = Vec::new();
         if let Some(data) = self.data.get(&selector_key(vs)) {
             for s in data {
-                let lo = s.points.partition_point(|p| p.t <= start);
-                let hi = s.points.partition_point(|p| p.t <= end);
-                let floats: Vec<FPoint> = s.points[lo..hi]
-                    .iter()
-                    .filter(|p| !hearth_model::is_stale_nan(p.f))
-                    .copied()
-                    .collect();
                 series.push(Series {
                     metric: s.metric.clone(),
-                    floats,
+                    floats: s.window(start, end).to_vec(),
                     histograms: Vec::new(),
                     drop_name: false,
                 });
@@ -562,7 +754,8 @@ pub(crate) fn check_same_labelset(v: &[Sample]) -> Result<()> {
     if v.len() < 2 {
         return Ok(());
     }
-    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    let mut seen: std::collections::HashSet<&Labels, foldhash::fast::FixedState> =
+        std::collections::HashSet::with_capacity_and_hasher(v.len(), Default::default());
     for s in v {
         if !seen.insert(&s.metric) {
             return Err(Error::Execution(

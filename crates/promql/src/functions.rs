@@ -2,12 +2,13 @@
 //! element-wise math, label manipulation, sorting, `histogram_quantile` over
 //! classic buckets, `absent` and date functions, as Prometheus computes them.
 
-use std::collections::HashMap;
-
 use hearth_model::{Labels, METRIC_NAME};
 use promql_parser::parser::{Call, Expr};
 
-use crate::eval::{absent_labels, drop_metric_name, unwrap_parens, Evaluator, RangeArg};
+use crate::eval::{
+    absent_labels, duration_ms, selector_key, unwrap_parens, Evaluator, FastMap, RangeArg,
+    DERIVE_WITHOUT_LE,
+};
 use crate::{Error, FPoint, Result, Sample, Value};
 
 /// Kahan-Neumaier summation step, as Prometheus's `kahanSumInc`.
@@ -142,8 +143,6 @@ fn extrapolated_rate(
     if points.len() < 2 {
         return None;
     }
-    let range_start = arg.range_end - arg.range_ms;
-    let range_end = arg.range_end;
     let first = points[0];
     let last = points[points.len() - 1];
     let mut result = last.f - first.f;
@@ -156,6 +155,22 @@ fn extrapolated_rate(
             prev = p.f;
         }
     }
+    Some(extrapolate(arg, points, result, is_counter, is_rate))
+}
+
+/// Prometheus's extrapolation of `result`, the change over `points` (at
+/// least two), to the range's edges.
+fn extrapolate(
+    arg: &RangeArg,
+    points: &[FPoint],
+    mut result: f64,
+    is_counter: bool,
+    is_rate: bool,
+) -> f64 {
+    let range_start = arg.range_end - arg.range_ms;
+    let range_end = arg.range_end;
+    let first = points[0];
+    let last = points[points.len() - 1];
     let mut duration_to_start = (first.t - range_start) as f64 / 1000.0;
     let mut duration_to_end = (range_end - last.t) as f64 / 1000.0;
     let sampled_interval = (last.t - first.t) as f64 / 1000.0;
@@ -180,7 +195,94 @@ fn extrapolated_rate(
     if is_rate {
         factor /= arg.range_ms as f64 / 1000.0;
     }
-    Some(result * factor)
+    result *= factor;
+    result
+}
+
+/// Whether point `i` (≥ 1) starts a new counter: its value fell, or its
+/// start time says the counter started after the previous sample, or at
+/// the previous sample's time when that one covered an interval of its own
+/// (OTel's deltas). A previous sample without a start time, with one at its
+/// own time or with an invalid one after it is a cumulative series whose
+/// start is unknown: no reset.
+fn st_reset(p: &[FPoint], st: &[i64], i: usize) -> bool {
+    let (cur, prev) = (p[i], p[i - 1]);
+    if cur.f < prev.f {
+        return true;
+    }
+    let s = st[i];
+    if s == 0 {
+        return false;
+    }
+    s > prev.t || (s == prev.t && st[i - 1] != 0 && st[i - 1] < prev.t)
+}
+
+/// What point `i` (≥ 1) adds to a counter's increase: the difference from
+/// the previous point, or after a reset its whole value, except that a
+/// counter starting at the very time of its sample (an empty interval)
+/// adds nothing.
+fn st_increment(p: &[FPoint], st: &[i64], i: usize) -> f64 {
+    if !st_reset(p, st, i) {
+        p[i].f - p[i - 1].f
+    } else if st[i] == p[i].t {
+        0.0
+    } else {
+        p[i].f
+    }
+}
+
+/// Whether a start time in the window overlaps the sample before it (a
+/// start time before the previous sample that is not that sample's own
+/// start time): the data is inconsistent, which Prometheus warns about.
+fn st_overlaps(p: &[FPoint], st: &[i64]) -> bool {
+    (1..st.len().min(p.len())).any(|i| st[i] != 0 && st[i] < p[i - 1].t && st[i] != st[i - 1])
+}
+
+/// `rate`/`increase` with start times, as Prometheus's
+/// `UseStartTimestamps`: resets per [`st_reset`]; and when the first
+/// sample's start time lies inside the range (after its start, before the
+/// sample), the counter is taken to be zero then instead of extrapolating
+/// to the left (a single sample then suffices). Extrapolation to the right
+/// is unchanged (its threshold from the samples' own spacing).
+fn st_extrapolated_rate(arg: &RangeArg, p: &[FPoint], st: &[i64], is_rate: bool) -> Option<f64> {
+    let range_start = arg.range_end - arg.range_ms;
+    let first = *p.first()?;
+    let last = p[p.len() - 1];
+    let st0 = st[0];
+    if !(st0 != 0 && st0 > range_start && st0 < first.t) {
+        if p.len() < 2 {
+            return None;
+        }
+        // Prometheus's extrapolation, of the increase with start-time resets.
+        let increase: f64 = (1..p.len()).map(|i| st_increment(p, st, i)).sum();
+        return Some(extrapolate(arg, p, increase, true, is_rate));
+    }
+    let increase = first.f + (1..p.len()).map(|i| st_increment(p, st, i)).sum::<f64>();
+    let sampled = (last.t - st0) as f64 / 1000.0;
+    let mut factor = 1.0;
+    if p.len() >= 2 {
+        let avg_between = (last.t - first.t) as f64 / 1000.0 / (p.len() - 1) as f64;
+        let mut to_end = (arg.range_end - last.t) as f64 / 1000.0;
+        if to_end >= avg_between * 1.1 {
+            to_end = avg_between / 2.0;
+        }
+        factor = (sampled + to_end) / sampled;
+    }
+    if is_rate {
+        factor /= arg.range_ms as f64 / 1000.0;
+    }
+    Some(increase * factor)
+}
+
+/// `irate` with start times: a reset per [`st_reset`] counts the last value
+/// (nothing for an empty interval).
+fn st_irate(p: &[FPoint], st: &[i64]) -> Option<f64> {
+    if p.len() < 2 {
+        return None;
+    }
+    let i = p.len() - 1;
+    let dt = (p[i].t - p[i - 1].t) as f64 / 1000.0;
+    Some(st_increment(p, st, i) / dt)
 }
 
 /// `irate` and `idelta` over the last two points.
@@ -329,7 +431,7 @@ impl Evaluator<'_> {
         for s in &mut v {
             s.f = f(s.f);
             s.t = t;
-            drop_metric_name(self.opts, s);
+            self.drop_metric_name(s);
         }
         self.check_duplicates(&v)?;
         Ok(Value::Vector(v))
@@ -344,17 +446,87 @@ impl Evaluator<'_> {
         keep_name: bool,
         f: impl Fn(&RangeArg, &[FPoint]) -> Option<f64>,
     ) -> Result<Value> {
+        self.map_range_st(None, e, t, keep_name, |a, p, _| f(a, p))
+    }
+
+    /// [`Self::map_range`] for the counter functions that read start times
+    /// (`st_func`, the function's name; `None` for the others): `f` also
+    /// gets the window's start times (empty when there are none; subqueries
+    /// have none), and a start time that overlaps the previous sample is
+    /// warned about.
+    fn map_range_st(
+        &mut self,
+        st_func: Option<&str>,
+        e: &Expr,
+        t: i64,
+        keep_name: bool,
+        f: impl Fn(&RangeArg, &[FPoint], &[i64]) -> Option<f64>,
+    ) -> Result<Value> {
+        if let Expr::MatrixSelector(ms) = unwrap_parens(e) {
+            // The common case, without copying the windows.
+            let range_ms = duration_ms(&ms.range);
+            let end = self.selector_time(&ms.vs, t);
+            let arg = RangeArg {
+                series: Vec::new(),
+                range_ms,
+                range_end: end,
+                selector: None,
+            };
+            let mut out = Vec::new();
+            let key = selector_key(&ms.vs);
+            let mut overlap: Option<Labels> = None;
+            if let Some(data) = self.data.get(&key) {
+                let n = data.len();
+                self.cursors.with(key, 0, 2 * n, |cur| {
+                    let (los, his) = cur.split_at_mut(n);
+                    for (i, s) in data.iter().enumerate() {
+                        los[i] = s.seek(los[i], end - range_ms);
+                        his[i] = s.seek(his[i].max(los[i]), end);
+                        let window = &s.points[los[i]..his[i]];
+                        if window.is_empty() {
+                            continue;
+                        }
+                        let st = match st_func {
+                            Some(_) => s.st.get(los[i]..his[i]).unwrap_or(&[]),
+                            None => &[],
+                        };
+                        if overlap.is_none() && st_overlaps(window, st) {
+                            overlap = Some(s.metric.clone());
+                        }
+                        if let Some(v) = f(&arg, window, st) {
+                            let mut smp = sample(s.metric.clone(), t, v);
+                            if !keep_name {
+                                self.drop_metric_name(&mut smp);
+                            }
+                            out.push(smp);
+                        }
+                    }
+                });
+            }
+            if let (Some(m), Some(func)) = (overlap, st_func) {
+                let pos = self.arg_position(func, 0);
+                self.warn(
+                    format!(
+                        "sample has start time that overlaps with previous sample timestamp for metric {:?}",
+                        m.metric_name().unwrap_or("")
+                    ),
+                    pos,
+                );
+            }
+            self.check_duplicates(&out)?;
+            return Ok(Value::Vector(out));
+        }
         let arg = self.eval_range(e, t)?;
         let mut out = Vec::new();
         for s in &arg.series {
             if s.floats.is_empty() {
                 continue;
             }
-            if let Some(v) = f(&arg, &s.floats) {
+            if let Some(v) = f(&arg, &s.floats, &[]) {
                 let mut smp = sample(s.metric.clone(), t, v);
                 smp.drop_name = s.drop_name;
                 if !keep_name {
-                    drop_metric_name(self.opts, &mut smp);
+                    self.drop_metric_name(&mut smp);
                 }
                 out.push(smp);
             }
@@ -502,24 +674,56 @@ impl Evaluator<'_> {
                 for s in &mut v {
                     s.f = s.t as f64 / 1000.0;
                     s.t = t;
-                    drop_metric_name(self.opts, s);
+                    self.drop_metric_name(s);
                 }
                 self.check_duplicates(&v)?;
                 Ok(Value::Vector(v))
             }
-            "rate" => self.map_range(arg(0)?, t, false, |a, p| {
-                extrapolated_rate(a, p, true, true)
+            "start_timestamp" => {
+                // Start times travel with selected samples only: of an
+                // expression's result there are none.
+                let Expr::VectorSelector(vs) = unwrap_parens(arg(0)?) else {
+                    self.eval_vector(arg(0)?, t)?;
+                    return Ok(Value::Vector(Vec::new()));
+                };
+                let mut v = self.instant_selector_start_times(vs, t);
+                for s in &mut v {
+                    self.drop_metric_name(s);
+                }
+                self.check_duplicates(&v)?;
+                Ok(Value::Vector(v))
+            }
+            "rate" => self.map_range_st(Some(name), arg(0)?, t, false, |a, p, st| {
+                if st.is_empty() {
+                    extrapolated_rate(a, p, true, true)
+                } else {
+                    st_extrapolated_rate(a, p, st, true)
+                }
             }),
-            "increase" => self.map_range(arg(0)?, t, false, |a, p| {
-                extrapolated_rate(a, p, true, false)
+            "increase" => self.map_range_st(Some(name), arg(0)?, t, false, |a, p, st| {
+                if st.is_empty() {
+                    extrapolated_rate(a, p, true, false)
+                } else {
+                    st_extrapolated_rate(a, p, st, false)
+                }
             }),
             "delta" => self.map_range(arg(0)?, t, false, |a, p| {
                 extrapolated_rate(a, p, false, false)
             }),
-            "irate" => self.map_range(arg(0)?, t, false, |_, p| instant_value(p, true)),
+            "irate" => self.map_range_st(Some(name), arg(0)?, t, false, |_, p, st| {
+                if st.is_empty() {
+                    instant_value(p, true)
+                } else {
+                    st_irate(p, st)
+                }
+            }),
             "idelta" => self.map_range(arg(0)?, t, false, |_, p| instant_value(p, false)),
-            "resets" => self.map_range(arg(0)?, t, false, |_, p| {
-                Some(p.windows(2).filter(|w| w[1].f < w[0].f).count() as f64)
+            "resets" => self.map_range_st(Some(name), arg(0)?, t, false, |_, p, st| {
+                if st.is_empty() {
+                    Some(p.windows(2).filter(|w| w[1].f < w[0].f).count() as f64)
+                } else {
+                    Some((1..p.len()).filter(|&i| st_reset(p, st, i)).count() as f64)
+                }
             }),
             "changes" => self.map_range(arg(0)?, t, false, |_, p| {
                 Some(
@@ -765,36 +969,36 @@ impl Evaluator<'_> {
                 let repl = self.string_arg(arg(2)?, t)?;
                 let src = self.string_arg(arg(3)?, t)?;
                 let re_src = self.string_arg(arg(4)?, t)?;
-                // Go RE2 semantics (anchored, ASCII classes), as label matchers.
-                let re = match self.regex_cache.get(&re_src) {
-                    Some(re) => re.clone(),
-                    None => {
-                        let re =
-                            hearth_model::matcher::compile_anchored(&re_src).map_err(|_| {
-                                Error::Execution(format!(
-                                    "invalid regular expression in label_replace(): {re_src}"
-                                ))
-                            })?;
-                        self.regex_cache.insert(re_src.clone(), re.clone());
-                        re
-                    }
-                };
+                // Go RE2 semantics (anchored, ASCII classes), as label
+                // matchers; compiled once per process.
+                let re = hearth_model::matcher::compile_anchored(&re_src).map_err(|_| {
+                    Error::Execution(format!(
+                        "invalid regular expression in label_replace(): {re_src}"
+                    ))
+                })?;
                 if dst.is_empty() {
                     return Err(Error::Execution(format!(
                         "invalid destination label name in label_replace(): {dst}"
                     )));
                 }
+                // The arguments are literals: the result depends on the
+                // series alone, so it is computed once per series.
+                let node = c as *const Call as usize;
                 for s in &mut v {
-                    let sv = s.metric.get(&src).unwrap_or("").to_string();
-                    if let Some(caps) = re.captures(&sv) {
+                    // The number beside the labels: whether the regex matched.
+                    let (metric, matched) = self.labels_cache.get_with(node, &s.metric, |m| {
+                        let Some(caps) = re.captures(m.get(&src).unwrap_or("")) else {
+                            return (m.clone(), None);
+                        };
                         let mut res = String::new();
                         caps.expand(&repl, &mut res);
-                        let mut b = s.metric.builder();
+                        let mut b = m.builder();
                         b.set(&dst, &res);
-                        s.metric = b.build();
-                        if dst == METRIC_NAME {
-                            s.drop_name = false;
-                        }
+                        (b.build(), Some(1.0))
+                    });
+                    s.metric = metric;
+                    if matched.is_some() && dst == METRIC_NAME {
+                        s.drop_name = false;
                     }
                 }
                 self.check_duplicates(&v)?;
@@ -813,13 +1017,16 @@ impl Evaluator<'_> {
                         "invalid destination label name in label_join(): {dst}"
                     )));
                 }
+                // Literal arguments: once per series, as label_replace.
+                let node = c as *const Call as usize;
                 for s in &mut v {
-                    let joined: Vec<&str> =
-                        srcs.iter().map(|n| s.metric.get(n).unwrap_or("")).collect();
-                    let joined = joined.join(&sep);
-                    let mut b = s.metric.builder();
-                    b.set(&dst, &joined);
-                    s.metric = b.build();
+                    s.metric = self.labels_cache.get(node, &s.metric, |m| {
+                        let joined: Vec<&str> =
+                            srcs.iter().map(|n| m.get(n).unwrap_or("")).collect();
+                        let mut b = m.builder();
+                        b.set(&dst, &joined.join(&sep));
+                        b.build()
+                    });
                     if dst == METRIC_NAME {
                         s.drop_name = false;
                     }
@@ -870,10 +1077,17 @@ impl Evaluator<'_> {
         arg: usize,
     ) -> Vec<(Labels, Vec<(f64, f64)>)> {
         let mut order: Vec<Labels> = Vec::new();
-        let mut groups: HashMap<Labels, Vec<(f64, f64)>> = HashMap::new();
+        let mut groups: FastMap<Labels, Vec<(f64, f64)>> = FastMap::default();
         for s in v {
-            let le = s.metric.get("le").unwrap_or("");
-            let Some(upper) = parse_go_float(le) else {
+            // The group and the bound, once per series for all steps.
+            let (key, upper) = self
+                .labels_cache
+                .get_with(DERIVE_WITHOUT_LE, &s.metric, |m| {
+                    let upper = parse_go_float(m.get("le").unwrap_or(""));
+                    (m.without(&["le"]), upper)
+                });
+            let Some(upper) = upper else {
+                let le = s.metric.get("le").unwrap_or("");
                 let pos = self.arg_position(func, arg);
                 self.warn(
                     format!(
@@ -884,7 +1098,6 @@ impl Evaluator<'_> {
                 );
                 continue;
             };
-            let key = s.metric.without(&["le"]);
             groups
                 .entry(key.clone())
                 .or_insert_with(|| {
@@ -924,7 +1137,7 @@ impl Evaluator<'_> {
                 );
             }
             let mut smp = sample(key, t, f);
-            drop_metric_name(self.opts, &mut smp);
+            self.drop_metric_name(&mut smp);
             out.push(smp);
         }
         self.check_duplicates(&out)?;
@@ -957,7 +1170,7 @@ impl Evaluator<'_> {
                 let mut b = key.builder();
                 b.set(label, &format_quantile_label(*q));
                 let mut smp = sample(b.build(), t, f);
-                drop_metric_name(self.opts, &mut smp);
+                self.drop_metric_name(&mut smp);
                 out.push(smp);
             }
         }
@@ -976,7 +1189,7 @@ impl Evaluator<'_> {
         for (key, mut buckets) in self.classic_buckets(v, "histogram_fraction", 2) {
             let f = bucket_fraction(lower, upper, &mut buckets);
             let mut smp = sample(key, t, f);
-            drop_metric_name(self.opts, &mut smp);
+            self.drop_metric_name(&mut smp);
             out.push(smp);
         }
         self.check_duplicates(&out)?;

@@ -194,15 +194,9 @@ impl Evaluator<'_> {
         let mut infos: Vec<(Labels, i64)> = Vec::new();
         if let Some(data) = self.data.get(&selector_key(sel)) {
             for s in data {
-                let idx = s.points.partition_point(|p| p.t <= ref_t);
-                if idx == 0 {
-                    continue;
+                if let Some((_, p)) = s.lookback(ref_t, lookback) {
+                    infos.push((s.metric.clone(), p.t));
                 }
-                let p = s.points[idx - 1];
-                if p.t <= ref_t - lookback || hearth_model::is_stale_nan(p.f) {
-                    continue;
-                }
-                infos.push((s.metric.clone(), p.t));
             }
         }
         let mut out = Vec::with_capacity(base.len());

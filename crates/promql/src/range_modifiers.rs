@@ -7,9 +7,7 @@ use std::collections::HashMap;
 
 use promql_parser::parser::{Expr, VectorSelector};
 
-use crate::eval::{
-    at_ms, drop_metric_name, duration_ms, offset_ms, selector_key, unwrap_parens, Evaluator,
-};
+use crate::eval::{at_ms, duration_ms, offset_ms, selector_key, unwrap_parens, Evaluator};
 use crate::{Error, FPoint, Result, Sample, Value};
 
 /// The marker label the rewrite puts on a tagged selector.
@@ -293,12 +291,7 @@ impl Evaluator<'_> {
             return Ok(Value::Vector(out));
         };
         for s in data {
-            let pts: Vec<FPoint> = s
-                .points
-                .iter()
-                .filter(|p| !hearth_model::is_stale_nan(p.f))
-                .copied()
-                .collect();
+            let pts = &s.points;
             let lo = pts.partition_point(|p| p.t <= start);
             let hi = pts.partition_point(|p| p.t <= end);
             let window = &pts[lo..hi];
@@ -370,7 +363,7 @@ impl Evaluator<'_> {
                 h: None,
                 drop_name: false,
             };
-            drop_metric_name(self.opts, &mut smp);
+            self.drop_metric_name(&mut smp);
             out.push(smp);
         }
         self.check_duplicates(&out)?;

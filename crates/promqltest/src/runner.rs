@@ -157,6 +157,7 @@ pub fn test_engine_options() -> EngineOptions {
         timeout: Duration::from_secs(100),
         enable_experimental_functions: true,
         enable_delayed_name_removal: true,
+        use_start_timestamps: true,
         ..EngineOptions::default()
     }
 }
@@ -529,7 +530,9 @@ pub fn run_script_with(
             Command::Load(load) => {
                 histograms_loaded |= load.has_histograms();
                 if fatal.is_none() && fatal_parse.is_none() {
-                    if let Err(msg) = storage.load(load.step_ms, &load.series) {
+                    if let Err(msg) =
+                        storage.load(load.step_ms, &load.series, &load.start_timestamps)
+                    {
                         fatal = Some(Error::Load {
                             line: load.line,
                             msg,

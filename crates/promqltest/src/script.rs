@@ -41,8 +41,7 @@ pub struct Load {
     /// earlier one.
     pub series: Vec<SeriesLine>,
     /// Start-timestamp (`@st`) lines: per series, the offset of each
-    /// sample's start timestamp. Parsed and checked, not stored: the
-    /// storage API carries no start timestamps.
+    /// sample's start timestamp from the sample's own time.
     pub start_timestamps: Vec<(Labels, Vec<Option<i64>>)>,
 }
 

@@ -1,13 +1,14 @@
 //! The storage evals read: the loaded float samples in a TSDB head
-//! ([`hearth_tsdb::head::Head`]) behind [`Queryable`].
+//! ([`hearth_tsdb::head::Head`]) behind [`Queryable`], and the start
+//! timestamps of `@st` lines beside it.
 //!
 //! The storage API carries XOR (float) chunks only, so native histograms
-//! (`{{…}}`, and the NHCBs `load_with_nhcb` would build) and start
-//! timestamps (`@st` lines) are parsed but not stored; evals after such
-//! loads are flagged as native-histogram evals by the runner.
+//! (`{{…}}`, and the NHCBs `load_with_nhcb` would build) are parsed but not
+//! stored; evals after such loads are flagged as native-histogram evals by
+//! the runner.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use hearth_model::{Labels, Matcher, Timestamp};
@@ -21,6 +22,9 @@ use crate::series::{SeriesLine, Slot};
 #[derive(Clone)]
 pub struct ScriptStorage {
     head: Arc<Head>,
+    /// Per series, start time by sample time (non-zero ones only: zero
+    /// means none).
+    start_times: Arc<Mutex<HashMap<Labels, BTreeMap<Timestamp, Timestamp>>>>,
 }
 
 impl Default for ScriptStorage {
@@ -34,6 +38,7 @@ impl ScriptStorage {
         // One chunk range spanning every scripted time.
         Self {
             head: Arc::new(Head::new(i64::MAX / 4)),
+            start_times: Default::default(),
         }
     }
 
@@ -42,9 +47,16 @@ impl ScriptStorage {
         *self = Self::new();
     }
 
-    /// Appends a `load` block's float samples, slot i at `i * step_ms`.
-    /// Checks the whole block first, so a conflicting block stores nothing.
-    pub fn load(&self, step_ms: i64, series: &[SeriesLine]) -> Result<(), String> {
+    /// Appends a `load` block's float samples, slot i at `i * step_ms`, and
+    /// their start times (`start_timestamps`: per series, an offset from
+    /// each slot's time). Checks the whole block first, so a conflicting
+    /// block stores nothing.
+    pub fn load(
+        &self,
+        step_ms: i64,
+        series: &[SeriesLine],
+        start_timestamps: &[(Labels, Vec<Option<i64>>)],
+    ) -> Result<(), String> {
         let mut batch: Vec<(&Labels, Vec<(Timestamp, f64)>)> = Vec::new();
         for s in series {
             let mut samples = Vec::new();
@@ -86,6 +98,18 @@ impl ScriptStorage {
                 self.head
                     .append(&series, t, v)
                     .map_err(|e| format!("{labels}: append at {t}: {e}"))?;
+            }
+        }
+        let mut start_times = self.start_times.lock().expect("not poisoned");
+        for (labels, offsets) in start_timestamps {
+            let per_series = start_times.entry(labels.clone()).or_default();
+            for (i, off) in offsets.iter().enumerate() {
+                let Some(off) = off else { continue };
+                let t = (i as i64).saturating_mul(step_ms);
+                let st = t.saturating_add(*off);
+                if st != 0 {
+                    per_series.insert(t, st);
+                }
             }
         }
         Ok(())
@@ -135,6 +159,15 @@ impl Queryable for ScriptStorage {
             .map_err(storage_error)?;
         if hints.limit > 0 {
             series.truncate(hints.limit);
+        }
+        let start_times = self.start_times.lock().expect("not poisoned");
+        for s in &mut series {
+            if let Some(sts) = start_times.get(&s.labels) {
+                s.start_times = sts
+                    .range(hints.mint..=hints.maxt)
+                    .map(|(t, st)| (*t, *st))
+                    .collect();
+            }
         }
         Ok(SeriesSet {
             series,
@@ -215,8 +248,13 @@ mod tests {
     #[tokio::test]
     async fn loads_and_selects() {
         let st = ScriptStorage::new();
-        st.load(60_000, &block(&["a{x=\"1\"} 1 _ 3 stale", "a{x=\"2\"} 5"]))
-            .expect("loads");
+        let a1 = Labels::new([("__name__", "a"), ("x", "1")]);
+        st.load(
+            60_000,
+            &block(&["a{x=\"1\"} 1 _ 3 stale", "a{x=\"2\"} 5"]),
+            &[(a1, vec![None, None, Some(-30_000), Some(-180_000)])],
+        )
+        .expect("loads");
         let set = st
             .select(
                 &[Matcher::equal("__name__", "a")],
@@ -229,10 +267,13 @@ mod tests {
         let ts: Vec<i64> = samples.iter().map(|s| s.t).collect();
         assert_eq!(ts, vec![0, 120_000, 180_000]);
         assert!(hearth_model::is_stale_nan(samples[2].v));
+        // Start times: slot 2 at 120 s - 30 s; slot 3's is 0, meaning none.
+        assert_eq!(set.series[0].start_times, vec![(120_000, 90_000)]);
+        assert!(set.series[1].start_times.is_empty());
         // A second block may fill later slots, not rewrite earlier ones.
-        st.load(60_000, &block(&["a{x=\"2\"} _ 6"]))
+        st.load(60_000, &block(&["a{x=\"2\"} _ 6"]), &[])
             .expect("later slots load");
-        assert!(st.load(60_000, &block(&["a{x=\"2\"} 7"])).is_err());
+        assert!(st.load(60_000, &block(&["a{x=\"2\"} 7"]), &[]).is_err());
         let names = st.label_names(&[], 0, 1).await.expect("names");
         assert_eq!(names.values, vec!["__name__", "x"]);
         let vals = st.label_values("x", &[], 0, 1).await.expect("values");

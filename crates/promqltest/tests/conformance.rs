@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use hearth_promqltest::script::{parse_script, Command};
 
 /// Passing non-native-histogram evals when the floor was last raised.
-const MIN_PASSING: usize = 615;
+const MIN_PASSING: usize = 625;
 
 /// The shipped scripts, sorted.
 fn scripts() -> Vec<PathBuf> {

@@ -22,18 +22,27 @@ pub struct SeriesChunk {
 pub struct Series {
     pub labels: Labels,
     pub chunks: Vec<SeriesChunk>,
+    /// Start timestamps (Prometheus 3's "ST": when the counter behind a
+    /// sample started counting) as `(sample time, start time)`, ascending
+    /// by sample time; samples without one are absent. Only the PromQL test
+    /// scripts' storage (`@st` lines) has them so far; the TSDB keeps none.
+    pub start_times: Vec<(Timestamp, Timestamp)>,
 }
 
 impl Series {
     pub fn new(labels: Labels, chunks: Vec<SeriesChunk>) -> Self {
-        Self { labels, chunks }
+        Self {
+            labels,
+            chunks,
+            start_times: Vec::new(),
+        }
     }
 
     /// The series' float samples within `[mint, maxt]`, in time order, with
     /// overlapping chunks merged (one sample per timestamp, the first
     /// chunk's wins).
     pub fn samples(&self, mint: Timestamp, maxt: Timestamp) -> Result<Vec<Sample>> {
-        ChunkSamples::new(&self.chunks, mint, maxt).collect()
+        decode_merged(&self.chunks, mint, maxt)
     }
 }
 
@@ -83,7 +92,14 @@ fn decode_chunk(
 }
 
 fn decode_merged(chunks: &[SeriesChunk], mint: Timestamp, maxt: Timestamp) -> Result<Vec<Sample>> {
-    let mut out = Vec::new();
+    // XOR chunks start with their sample count (big-endian u16): enough to
+    // allocate once.
+    let capacity: usize = chunks
+        .iter()
+        .filter(|c| c.maxt >= mint && c.mint <= maxt && c.data.len() >= 2)
+        .map(|c| usize::from(u16::from_be_bytes([c.data[0], c.data[1]])))
+        .sum();
+    let mut out = Vec::with_capacity(capacity);
     let mut sorted = true;
     let mut last_maxt = Timestamp::MIN;
     for c in chunks {

@@ -107,26 +107,57 @@ impl<'a> BitReader<'a> {
         Ok(bit)
     }
 
+    /// The next bits, left-aligned: at least 57 valid bits (fewer near the
+    /// end, where the rest reads as zeros). Does not advance.
+    #[inline]
+    pub fn peek(&self) -> u64 {
+        let byte = self.pos / 8;
+        let word = match self.bytes.get(byte..byte + 8) {
+            Some(w) => u64::from_be_bytes(w.try_into().expect("8 bytes")),
+            None => {
+                let mut buf = [0u8; 8];
+                let rest = self.bytes.get(byte..).unwrap_or(&[]);
+                buf[..rest.len()].copy_from_slice(rest);
+                u64::from_be_bytes(buf)
+            }
+        };
+        word << (self.pos % 8)
+    }
+
+    /// Bits left to read.
+    #[inline]
+    pub fn remaining(&self) -> usize {
+        (self.bytes.len() * 8).saturating_sub(self.pos)
+    }
+
+    /// Skips `nbits` bits already checked to be there (see [`Self::peek`]).
+    #[inline]
+    pub fn consume(&mut self, nbits: usize) {
+        debug_assert!(nbits <= self.remaining());
+        self.pos += nbits;
+    }
+
     /// Reads `nbits` bits (at most 64) as an unsigned number.
     #[inline]
     pub fn read_bits(&mut self, nbits: u32) -> Result<u64> {
         debug_assert!(nbits <= 64);
-        if self.pos + nbits as usize > self.bytes.len() * 8 {
+        if nbits as usize > self.remaining() {
             return Err(Self::eof());
         }
-        let mut v: u64 = 0;
-        let mut left = nbits;
-        while left > 0 {
-            let byte = self.bytes[self.pos / 8];
-            let offset = (self.pos % 8) as u32;
-            let avail = 8 - offset;
-            let take = avail.min(left);
-            let chunk = ((byte as u32) >> (avail - take)) & ((1u32 << take) - 1);
-            v = (v << take) | chunk as u64;
-            self.pos += take as usize;
-            left -= take;
+        if nbits == 0 {
+            return Ok(0);
         }
-        Ok(v)
+        if nbits <= 57 {
+            let v = self.peek() >> (64 - nbits);
+            self.pos += nbits as usize;
+            return Ok(v);
+        }
+        let hi = self.peek() >> 32;
+        self.pos += 32;
+        let lo_bits = nbits - 32;
+        let lo = self.peek() >> (64 - lo_bits);
+        self.pos += lo_bits as usize;
+        Ok((hi << lo_bits) | lo)
     }
 
     /// Bits consumed so far.

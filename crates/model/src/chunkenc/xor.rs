@@ -306,8 +306,9 @@ impl<'a> XorIterator<'a> {
             return Ok(());
         }
         if self.reader.read_bit()? {
-            self.leading = self.reader.read_bits(5)? as u8;
-            let mut sig = self.reader.read_bits(6)? as u8;
+            let header = self.reader.read_bits(11)?;
+            self.leading = (header >> 6) as u8;
+            let mut sig = (header & 0x3f) as u8;
             if sig == 0 {
                 sig = 64;
             }
@@ -339,21 +340,20 @@ impl<'a> XorIterator<'a> {
                 self.read_value()?;
             }
             _ => {
-                let mut prefix = 0u8;
-                for _ in 0..4 {
-                    prefix <<= 1;
-                    if !self.reader.read_bit()? {
-                        break;
-                    }
-                    prefix |= 1;
+                // The prefix: up to four bits, ended by a zero or by the
+                // fourth one.
+                let ones = self.reader.peek().leading_ones().min(4) as usize;
+                let len = if ones == 4 { 4 } else { ones + 1 };
+                if len > self.reader.remaining() {
+                    return Err(Error::CorruptChunk("unexpected end of chunk data".into()));
                 }
-                let nbits = match prefix {
-                    0b0 => 0,
-                    0b10 => 14,
-                    0b110 => 17,
-                    0b1110 => 20,
-                    0b1111 => 64,
-                    _ => unreachable!("prefix loop yields only these codes"),
+                self.reader.consume(len);
+                let nbits = match ones {
+                    0 => 0,
+                    1 => 14,
+                    2 => 17,
+                    3 => 20,
+                    _ => 64,
                 };
                 let mut dod: i64 = 0;
                 if nbits > 0 {

@@ -13,8 +13,10 @@
 // limitations under the License.
 
 use crate::label::{Labels, Matchers, METRIC_NAME};
+use crate::parser::position::{go_quote, Kid, PosError};
 use crate::parser::token::{
-    self, token_display, T_BOTTOMK, T_COUNT_VALUES, T_END, T_QUANTILE, T_START, T_TOPK,
+    self, token_display, T_BOTTOMK, T_COUNT_VALUES, T_END, T_LIMITK, T_LIMIT_RATIO, T_QUANTILE,
+    T_START, T_TOPK,
 };
 use crate::parser::token::{Token, TokenId, TokenType};
 use crate::parser::value::ValueType;
@@ -485,9 +487,19 @@ impl TryFrom<f64> for AtModifier {
     type Error = String;
 
     fn try_from(secs: f64) -> Result<Self, Self::Error> {
-        let err_info = format!("timestamp out of bounds for @ modifier: {secs}");
+        // Hearth patch: Go's %f, as Prometheus prints it.
+        let err_info = match secs {
+            s if s.is_nan() => "timestamp out of bounds for @ modifier: NaN".to_string(),
+            s if s.is_infinite() => format!(
+                "timestamp out of bounds for @ modifier: {}Inf",
+                if s > 0.0 { "+" } else { "-" }
+            ),
+            s => format!("timestamp out of bounds for @ modifier: {s:.6}"),
+        };
 
-        if secs.is_nan() || secs.is_infinite() || secs >= f64::MAX || secs <= f64::MIN {
+        // Hearth patch: Prometheus's bounds (seconds that fit an int64).
+        if secs.is_nan() || secs.is_infinite() || secs >= i64::MAX as f64 || secs <= i64::MIN as f64
+        {
             return Err(err_info);
         }
         let milli = (secs * 1000f64).round().abs() as u64;
@@ -1175,12 +1187,9 @@ impl Expr {
         Ok(Self::VectorSelector(vs))
     }
 
+    #[cfg(test)]
     pub(crate) fn new_unary_expr(expr: Expr) -> Result<Self, String> {
-        match expr {
-            Expr::StringLiteral(_) => Err("unary expression only allowed on expressions of type scalar or vector, got: string".into()),
-            Expr::MatrixSelector(_) => Err("unary expression only allowed on expressions of type scalar or vector, got: matrix".into()),
-            _ => Ok(-expr),
-        }
+        Ok(-expr)
     }
 
     pub(crate) fn new_subquery_expr(
@@ -1247,7 +1256,7 @@ impl Expr {
                 Some(_) => already_set_err,
             },
             _ => {
-                Err("@ modifier must be preceded by an vector selector or matrix selector or a subquery".into())
+                Err("@ modifier must be preceded by an instant vector selector or range vector selector or a subquery".into())
             }
         }
     }
@@ -1278,7 +1287,7 @@ impl Expr {
                 Some(_) => already_set_err,
             },
             _ => {
-                Err("offset modifier must be preceded by an vector selector or matrix selector or a subquery".into())
+                Err("offset modifier must be preceded by an instant vector selector or range vector selector or a subquery".into())
             }
         }
     }
@@ -1309,9 +1318,7 @@ impl Expr {
     ) -> Result<Expr, String> {
         let op = TokenType::new(op);
         if args.is_empty() {
-            return Err(format!(
-                "no arguments for aggregate expression '{op}' provided"
-            ));
+            return Err("no arguments for aggregate expression provided".into());
         }
         let mut desired_args_count = 1;
         let mut param = None;
@@ -1366,6 +1373,7 @@ impl Expr {
     }
 
     /// only Some if expr is [Expr::NumberLiteral]
+    #[cfg(test)]
     pub(crate) fn scalar_value(&self) -> Option<f64> {
         match self {
             Expr::NumberLiteral(nl) => Some(nl.val),
@@ -1466,95 +1474,272 @@ impl Prettier for Expr {
     }
 }
 
-/// check_ast checks the validity of the provided AST. This includes type checking.
-/// Recursively check correct typing for child nodes and raise errors in case of bad typing.
-pub(crate) fn check_ast(expr: Expr) -> Result<Expr, String> {
-    match expr {
-        Expr::Binary(ex) => check_ast_for_binary_expr(ex),
-        Expr::Aggregate(ex) => check_ast_for_aggregate_expr(ex),
-        Expr::Call(ex) => check_ast_for_call(ex),
-        Expr::Unary(ex) => check_ast_for_unary(ex),
-        Expr::Subquery(ex) => check_ast_for_subquery(ex),
-        Expr::VectorSelector(ex) => check_ast_for_vector_selector(ex),
-        Expr::Paren(_) => Ok(expr),
-        Expr::NumberLiteral(_) => Ok(expr),
-        Expr::StringLiteral(_) => Ok(expr),
-        Expr::MatrixSelector(_) => Ok(expr),
-        Expr::Extension(_) => Ok(expr),
+/// Prometheus's name of a value type in its messages.
+fn documented(t: ValueType) -> &'static str {
+    match t {
+        ValueType::Vector => "instant vector",
+        ValueType::Matrix => "range vector",
+        ValueType::Scalar => "scalar",
+        ValueType::String => "string",
     }
 }
 
-fn expect_type(
-    expected: ValueType,
-    actual: Option<ValueType>,
-    context: &str,
-) -> Result<bool, String> {
-    match actual {
-        Some(actual) => {
-            if actual == expected {
-                Ok(true)
-            } else {
-                Err(format!(
-                    "expected type {expected} in {context}, got {actual}"
-                ))
+fn expect_type(expected: ValueType, actual: ValueType, context: &str) -> Result<(), String> {
+    if actual == expected {
+        return Ok(());
+    }
+    Err(format!(
+        "expected type {} in {context}, got {}",
+        documented(expected),
+        documented(actual)
+    ))
+}
+
+/// Hearth patch (HEARTH_PATCHES.md, patch 2): Prometheus's checkAST for
+/// one node whose operands were checked when they were built (`kids`: their
+/// start and their first error, in the order Prometheus visits them: binary
+/// lhs, rhs; call and aggregation arguments as written; the inner expression
+/// of paren, unary and subquery). Returns the first error of the subtree in
+/// Prometheus's order, at the position Prometheus reports it at. Checking
+/// bottom up needs no recursion, however deep the expression. It also turns
+/// set operations into many-to-many matching, as before.
+pub(crate) fn check_node(
+    expr: &mut Expr,
+    start: usize,
+    op: usize,
+    kids: &[Kid],
+) -> Option<PosError> {
+    check_node_result(expr, start, op, kids).err()
+}
+
+fn check_node_result(
+    expr: &mut Expr,
+    start: usize,
+    op: usize,
+    kids: &[Kid],
+) -> Result<(), PosError> {
+    let kid = |i: usize| kids.get(i).cloned().unwrap_or_else(|| Kid::ok(start));
+    let at = |p: usize| move |msg: String| PosError::new(p, msg);
+    match expr {
+        Expr::Binary(ex) => check_binary(ex, start, op, &kid(0), &kid(1)),
+        Expr::Aggregate(ex) => {
+            // The arguments as written: the parameter (if any), then the expression.
+            let expr_kid = kid(kids.len().saturating_sub(1));
+            expr_kid.result()?;
+            expect_type(
+                ValueType::Vector,
+                ex.expr.value_type(),
+                "aggregation expression",
+            )
+            .map_err(at(expr_kid.start))?;
+            let param_type = match ex.op.id() {
+                T_TOPK | T_BOTTOMK | T_QUANTILE | T_LIMITK | T_LIMIT_RATIO => ValueType::Scalar,
+                T_COUNT_VALUES => ValueType::String,
+                _ => return Ok(()),
+            };
+            if let Some(param) = &ex.param {
+                let param_kid = kid(0);
+                param_kid.result()?;
+                expect_type(param_type, param.value_type(), "aggregation parameter")
+                    .map_err(at(param_kid.start))?;
+            }
+            Ok(())
+        }
+        Expr::Call(ex) => {
+            let name = ex.func.name;
+            check_call_arity(
+                ex.func.arg_types.len(),
+                ex.func.variadic,
+                ex.args.len(),
+                name,
+            )
+            .map_err(at(start))?;
+            let context = format!("call to function {}", go_quote(name));
+            for (i, arg) in ex.args.args.iter().enumerate() {
+                let Some(expected) = ex
+                    .func
+                    .arg_types
+                    .get(i)
+                    .or_else(|| ex.func.arg_types.last())
+                    .copied()
+                else {
+                    break;
+                };
+                let arg_kid = kid(i);
+                arg_kid.result()?;
+                expect_type(expected, arg.value_type(), &context).map_err(at(arg_kid.start))?;
+            }
+            Ok(())
+        }
+        Expr::Paren(_) => kid(0).result(),
+        Expr::Unary(ex) => {
+            kid(0).result()?;
+            check_unary_operand(ex.expr.value_type(), start)
+        }
+        Expr::Subquery(ex) => {
+            kid(0).result()?;
+            let value_type = ex.expr.value_type();
+            if value_type != ValueType::Vector {
+                return Err(PosError::new(
+                    start,
+                    format!("subquery is only allowed on instant vector, got {value_type} instead"),
+                ));
+            }
+            Ok(())
+        }
+        Expr::MatrixSelector(ex) => check_vector_selector(&ex.vs).map_err(at(start)),
+        Expr::VectorSelector(ex) => check_vector_selector(ex).map_err(at(start)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => Ok(()),
+    }
+}
+
+/// Hearth patch: the check of a unary `+`, which the parser drops from the
+/// expression (`operand` is the operand's).
+pub(crate) fn check_unary_plus(
+    operand: &Expr,
+    start: usize,
+    operand_kid: &Kid,
+) -> Option<PosError> {
+    operand_kid
+        .result()
+        .and_then(|_| check_unary_operand(operand.value_type(), start))
+        .err()
+}
+
+/// Hearth patch: drops the operands of an expression whose check failed
+/// (only its kind still matters to the parser, and the first error is
+/// known), so that a failing expression stays shallow however deep it was
+/// written.
+pub(crate) fn hollow(expr: &mut Expr) {
+    fn placeholder() -> Box<Expr> {
+        Box::new(Expr::from(0.0))
+    }
+    match expr {
+        Expr::Binary(ex) => {
+            ex.lhs = placeholder();
+            ex.rhs = placeholder();
+        }
+        Expr::Aggregate(ex) => {
+            ex.expr = placeholder();
+            if ex.param.is_some() {
+                ex.param = Some(placeholder());
             }
         }
-        None => Err(format!("expected type {expected} in {context}, got None")),
+        Expr::Call(ex) => {
+            for arg in &mut ex.args.args {
+                *arg = placeholder();
+            }
+        }
+        Expr::Paren(ex) => ex.expr = placeholder(),
+        Expr::Unary(ex) => ex.expr = placeholder(),
+        Expr::Subquery(ex) => ex.expr = placeholder(),
+        Expr::MatrixSelector(_)
+        | Expr::VectorSelector(_)
+        | Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_)
+        | Expr::Extension(_) => {}
     }
 }
 
-/// the original logic is redundant in prometheus, and the following coding blocks
-/// have been optimized for readability, but all logic SHOULD be covered.
-fn check_ast_for_binary_expr(mut ex: BinaryExpr) -> Result<Expr, String> {
-    if !ex.op.is_operator() {
-        return Err(format!(
-            "binary expression does not support operator '{}'",
-            ex.op
+fn check_unary_operand(value_type: ValueType, start: usize) -> Result<(), PosError> {
+    if value_type != ValueType::Scalar && value_type != ValueType::Vector {
+        return Err(PosError::new(
+            start,
+            format!(
+                "unary expression only allowed on expressions of type scalar or instant vector, got {}",
+                go_quote(documented(value_type))
+            ),
         ));
     }
+    Ok(())
+}
+
+/// The checks of a binary expression, in Prometheus's order: its operands,
+/// then the modifiers (at the operator), the operand types (at each
+/// operand), then vector matching and set operators (at the expression).
+fn check_binary(
+    ex: &mut BinaryExpr,
+    start: usize,
+    op: usize,
+    lhs: &Kid,
+    rhs: &Kid,
+) -> Result<(), PosError> {
+    lhs.result()?;
+    rhs.result()?;
+    let (lhs_pos, rhs_pos) = (lhs, rhs);
+    let (lt, rt) = (ex.lhs.value_type(), ex.rhs.value_type());
+    let at_op = |msg: String| PosError::new(op, msg);
+    let at_node = |msg: String| PosError::new(start, msg);
 
     if ex.return_bool() && !ex.op.is_comparison_operator() {
-        return Err("bool modifier can only be used on comparison operators".into());
+        return Err(at_op(
+            "bool modifier can only be used on comparison operators".into(),
+        ));
     }
-
     if ex.op.is_comparison_operator()
-        && ex.lhs.value_type() == ValueType::Scalar
-        && ex.rhs.value_type() == ValueType::Scalar
         && !ex.return_bool()
+        && lt == ValueType::Scalar
+        && rt == ValueType::Scalar
     {
-        return Err("comparisons between scalars must use BOOL modifier".into());
+        return Err(at_op(
+            "comparisons between scalars must use BOOL modifier".into(),
+        ));
     }
-
     // For `on` matching, a label can only appear in one of the lists.
     // Every time series of the result vector must be uniquely identifiable.
     if ex.is_matching_on() && ex.is_labels_joint() {
-        if let Some(labels) = ex.intersect_labels() {
-            if let Some(label) = labels.first() {
-                return Err(format!(
-                    "label '{label}' must not occur in ON and GROUP clause at once"
-                ));
+        if let Some(label) = ex.intersect_labels().and_then(|ls| ls.into_iter().next()) {
+            return Err(at_op(format!(
+                "label {} must not occur in ON and GROUP clause at once",
+                go_quote(&label)
+            )));
+        }
+    }
+    if !ex.op.is_operator() {
+        return Err(at_node(format!(
+            "binary expression does not support operator {}",
+            go_quote(&ex.op.to_string())
+        )));
+    }
+    if lt != ValueType::Scalar && lt != ValueType::Vector {
+        return Err(PosError::new(
+            lhs_pos.start,
+            "binary expression must contain only scalar and instant vector types",
+        ));
+    }
+    if rt != ValueType::Scalar && rt != ValueType::Vector {
+        return Err(PosError::new(
+            rhs_pos.start,
+            "binary expression must contain only scalar and instant vector types",
+        ));
+    }
+    if lt != ValueType::Vector || rt != ValueType::Vector {
+        if ex.is_matching_labels_not_empty() {
+            return Err(at_node(
+                "vector matching only allowed between instant vectors".into(),
+            ));
+        }
+    } else if ex.op.is_set_operator() {
+        if let Some(ref modifier) = ex.modifier {
+            if matches!(
+                modifier.card,
+                VectorMatchCardinality::OneToMany(_) | VectorMatchCardinality::ManyToOne(_)
+            ) {
+                return Err(at_node(format!(
+                    "no grouping allowed for {} operation",
+                    go_quote(&ex.op.to_string())
+                )));
             }
-        };
+        }
+    }
+    if ex.op.is_set_operator() && (lt == ValueType::Scalar || rt == ValueType::Scalar) {
+        return Err(at_node(format!(
+            "set operator {} not allowed in binary scalar expression",
+            go_quote(&ex.op.to_string())
+        )));
     }
 
     if ex.op.is_set_operator() {
-        if ex.lhs.value_type() == ValueType::Scalar || ex.rhs.value_type() == ValueType::Scalar {
-            return Err(format!(
-                "set operator '{}' not allowed in binary scalar expression",
-                ex.op
-            ));
-        }
-
-        if ex.lhs.value_type() == ValueType::Vector && ex.rhs.value_type() == ValueType::Vector {
-            if let Some(ref modifier) = ex.modifier {
-                if matches!(modifier.card, VectorMatchCardinality::OneToMany(_))
-                    || matches!(modifier.card, VectorMatchCardinality::ManyToOne(_))
-                {
-                    return Err(format!("no grouping allowed for '{}' operation", ex.op));
-                }
-            };
-        }
-
         match &mut ex.modifier {
             Some(modifier) => {
                 if modifier.card == VectorMatchCardinality::OneToOne {
@@ -1567,103 +1752,28 @@ fn check_ast_for_binary_expr(mut ex: BinaryExpr) -> Result<Expr, String> {
             }
         }
     }
-
-    if ex.lhs.value_type() != ValueType::Scalar && ex.lhs.value_type() != ValueType::Vector {
-        return Err("binary expression must contain only scalar and instant vector types".into());
-    }
-    if ex.rhs.value_type() != ValueType::Scalar && ex.rhs.value_type() != ValueType::Vector {
-        return Err("binary expression must contain only scalar and instant vector types".into());
-    }
-
-    if (ex.lhs.value_type() != ValueType::Vector || ex.rhs.value_type() != ValueType::Vector)
-        && ex.is_matching_labels_not_empty()
-    {
-        return Err("vector matching only allowed between vectors".into());
-    }
-
-    Ok(Expr::Binary(ex))
-}
-
-fn check_ast_for_aggregate_expr(ex: AggregateExpr) -> Result<Expr, String> {
-    if !ex.op.is_aggregator() {
-        return Err(format!(
-            "aggregation operator expected in aggregation expression but got '{}'",
-            ex.op
-        ));
-    }
-
-    expect_type(
-        ValueType::Vector,
-        Some(ex.expr.value_type()),
-        "aggregation expression",
-    )?;
-
-    if matches!(ex.op.id(), T_TOPK | T_BOTTOMK | T_QUANTILE) {
-        expect_type(
-            ValueType::Scalar,
-            ex.param.as_ref().map(|ex| ex.value_type()),
-            "aggregation expression",
-        )?;
-    }
-
-    if ex.op.id() == T_COUNT_VALUES {
-        expect_type(
-            ValueType::String,
-            ex.param.as_ref().map(|ex| ex.value_type()),
-            "aggregation expression",
-        )?;
-    }
-
-    Ok(Expr::Aggregate(ex))
-}
-
-fn check_ast_for_call(ex: Call) -> Result<Expr, String> {
-    let name = ex.func.name;
-
-    check_call_arity(
-        ex.func.arg_types.len(),
-        ex.func.variadic,
-        ex.args.len(),
-        name,
-    )?;
-
-    // special cases from https://prometheus.io/docs/prometheus/latest/querying/functions
-    if name.eq("exp") {
-        if let Some(val) = ex.args.first().and_then(|ex| ex.scalar_value()) {
-            if val.is_nan() || val.is_infinite() {
-                return Ok(Expr::Call(ex));
-            }
-        }
-    } else if name.eq("ln") || name.eq("log2") || name.eq("log10") {
-        if let Some(val) = ex.args.first().and_then(|ex| ex.scalar_value()) {
-            if val.is_nan() || val.is_infinite() || val <= 0.0 {
-                return Ok(Expr::Call(ex));
-            }
-        }
-    }
-
-    check_args_match_types(&ex.args.args, &ex.func.arg_types, name)?;
-    Ok(Expr::Call(ex))
+    Ok(())
 }
 
 fn check_call_arity(nargs: usize, variadic: i32, actual: usize, name: &str) -> Result<(), String> {
+    let name = go_quote(name);
     if variadic == 0 {
         if nargs != actual {
             return Err(format!(
-                "expected {nargs} argument(s) in call to '{name}', got {actual}"
+                "expected {nargs} argument(s) in call to {name}, got {actual}"
             ));
         }
     } else {
         let na = nargs.saturating_sub(1);
         if na > actual {
             return Err(format!(
-                "expected at least {na} argument(s) in call to '{name}', got {actual}"
+                "expected at least {na} argument(s) in call to {name}, got {actual}"
             ));
         } else if variadic > 0 {
             let nargsmax = na + variadic as usize;
             if nargsmax < actual {
                 return Err(format!(
-                    "expected at most {nargsmax} argument(s) in call to '{name}', got {actual}"
+                    "expected at most {nargsmax} argument(s) in call to {name}, got {actual}"
                 ));
             }
         }
@@ -1671,62 +1781,22 @@ fn check_call_arity(nargs: usize, variadic: i32, actual: usize, name: &str) -> R
     Ok(())
 }
 
-fn check_args_match_types(
-    args: &[Box<Expr>],
-    arg_types: &[ValueType],
-    name: &str,
-) -> Result<(), String> {
-    for (i, actual_arg) in args.iter().enumerate() {
-        let expected_idx = if i < arg_types.len() {
-            i
-        } else {
-            arg_types.len() - 1
-        };
-        expect_type(
-            arg_types[expected_idx],
-            Some(actual_arg.value_type()),
-            &format!("call to function '{name}'"),
-        )?;
-    }
-    Ok(())
-}
-
-fn check_ast_for_unary(ex: UnaryExpr) -> Result<Expr, String> {
-    let value_type = ex.expr.value_type();
-    if value_type != ValueType::Scalar && value_type != ValueType::Vector {
-        return Err(format!(
-            "unary expression only allowed on expressions of type scalar or vector, got {value_type}"
-        ));
-    }
-
-    Ok(Expr::Unary(ex))
-}
-
-fn check_ast_for_subquery(ex: SubqueryExpr) -> Result<Expr, String> {
-    let value_type = ex.expr.value_type();
-    if value_type != ValueType::Vector {
-        return Err(format!(
-            "subquery is only allowed on vector, got {value_type} instead"
-        ));
-    }
-
-    Ok(Expr::Subquery(ex))
-}
-
-fn check_ast_for_vector_selector(ex: VectorSelector) -> Result<Expr, String> {
+fn check_vector_selector(ex: &VectorSelector) -> Result<(), String> {
     match ex.name {
         Some(ref name) => match ex.matchers.find_matcher_value(METRIC_NAME) {
             Some(val) => Err(format!(
-                "metric name must not be set twice: '{name}' or '{val}'"
+                "metric name must not be set twice: {} or {}",
+                go_quote(name),
+                go_quote(&val)
             )),
-            None => Ok(Expr::VectorSelector(ex)),
+            None => Ok(()),
         },
         None if ex.matchers.is_empty_matchers() => {
             // When name is None, a vector selector must contain at least one non-empty matcher
             // to prevent implicit selection of all metrics (e.g. by a typo).
             Err("vector selector must contain at least one non-empty matcher".into())
         }
-        _ => Ok(Expr::VectorSelector(ex)),
+        _ => Ok(()),
     }
 }
 
@@ -2825,6 +2895,14 @@ or
         assert_eq!(expect, stmt.to_string());
     }
 
+    /// The type checks of a call built by hand (no positions).
+    fn check_call(mut e: Expr) -> Result<(), String> {
+        match check_node(&mut e, 0, 0, &[]) {
+            Some(e) => Err(e.msg),
+            None => Ok(()),
+        }
+    }
+
     fn make_call(func_name: &str, arg_count: usize) -> Call {
         use crate::parser::function::get_function;
         let func =
@@ -2841,17 +2919,17 @@ or
     #[test]
     fn test_call_arity_variadic_zero() {
         // floor: arg_types=[Vector], variadic=0 → exact 1 arg required
-        assert!(check_ast(Expr::Call(make_call("floor", 1))).is_ok());
+        assert!(check_call(Expr::Call(make_call("floor", 1))).is_ok());
 
-        let err = check_ast(Expr::Call(make_call("floor", 0))).unwrap_err();
+        let err = check_call(Expr::Call(make_call("floor", 0))).unwrap_err();
         assert!(
-            err.contains("expected 1 argument(s) in call to 'floor', got 0"),
+            err.contains("expected 1 argument(s) in call to \"floor\", got 0"),
             "{err}"
         );
 
-        let err = check_ast(Expr::Call(make_call("floor", 2))).unwrap_err();
+        let err = check_call(Expr::Call(make_call("floor", 2))).unwrap_err();
         assert!(
-            err.contains("expected 1 argument(s) in call to 'floor', got 2"),
+            err.contains("expected 1 argument(s) in call to \"floor\", got 2"),
             "{err}"
         );
     }
@@ -2860,11 +2938,11 @@ or
     fn test_call_arity_bounded_variadic_single_arg_type() {
         // days_in_month: arg_types=[Vector], variadic=1 → min=0, max=1
         // 0 args is valid (default); only "too many" is enforced
-        assert!(check_ast(Expr::Call(make_call("days_in_month", 1))).is_ok());
+        assert!(check_call(Expr::Call(make_call("days_in_month", 1))).is_ok());
 
-        let err = check_ast(Expr::Call(make_call("days_in_month", 2))).unwrap_err();
+        let err = check_call(Expr::Call(make_call("days_in_month", 2))).unwrap_err();
         assert!(
-            err.contains("expected at most 1 argument(s) in call to 'days_in_month', got 2"),
+            err.contains("expected at most 1 argument(s) in call to \"days_in_month\", got 2"),
             "{err}"
         );
     }
@@ -2872,28 +2950,28 @@ or
     #[test]
     fn test_call_arity_bounded_variadic_two_arg_types() {
         // round: arg_types=[Vector, Scalar], variadic=1 → min=1, max=2
-        let err = check_ast(Expr::Call(make_call("round", 0))).unwrap_err();
+        let err = check_call(Expr::Call(make_call("round", 0))).unwrap_err();
         assert!(
-            err.contains("expected at least 1 argument(s) in call to 'round', got 0"),
+            err.contains("expected at least 1 argument(s) in call to \"round\", got 0"),
             "{err}"
         );
 
-        let err = check_ast(Expr::Call(make_call("round", 3))).unwrap_err();
+        let err = check_call(Expr::Call(make_call("round", 3))).unwrap_err();
         assert!(
-            err.contains("expected at most 2 argument(s) in call to 'round', got 3"),
+            err.contains("expected at most 2 argument(s) in call to \"round\", got 3"),
             "{err}"
         );
 
         // info: arg_types=[Vector, Vector], variadic=1 → min=1, max=2
-        let err = check_ast(Expr::Call(make_call("info", 0))).unwrap_err();
+        let err = check_call(Expr::Call(make_call("info", 0))).unwrap_err();
         assert!(
-            err.contains("expected at least 1 argument(s) in call to 'info', got 0"),
+            err.contains("expected at least 1 argument(s) in call to \"info\", got 0"),
             "{err}"
         );
 
-        let err = check_ast(Expr::Call(make_call("info", 3))).unwrap_err();
+        let err = check_call(Expr::Call(make_call("info", 3))).unwrap_err();
         assert!(
-            err.contains("expected at most 2 argument(s) in call to 'info', got 3"),
+            err.contains("expected at most 2 argument(s) in call to \"info\", got 3"),
             "{err}"
         );
     }
@@ -2901,16 +2979,18 @@ or
     #[test]
     fn test_call_arity_bounded_variadic_large() {
         // histogram_quantiles: arg_types=[Vector, String, Scalar, Scalar], variadic=9 → min=3, max=12
-        let err = check_ast(Expr::Call(make_call("histogram_quantiles", 2))).unwrap_err();
+        let err = check_call(Expr::Call(make_call("histogram_quantiles", 2))).unwrap_err();
         assert!(
-            err.contains("expected at least 3 argument(s) in call to 'histogram_quantiles', got 2"),
+            err.contains(
+                "expected at least 3 argument(s) in call to \"histogram_quantiles\", got 2"
+            ),
             "{err}"
         );
 
-        let err = check_ast(Expr::Call(make_call("histogram_quantiles", 13))).unwrap_err();
+        let err = check_call(Expr::Call(make_call("histogram_quantiles", 13))).unwrap_err();
         assert!(
             err.contains(
-                "expected at most 12 argument(s) in call to 'histogram_quantiles', got 13"
+                "expected at most 12 argument(s) in call to \"histogram_quantiles\", got 13"
             ),
             "{err}"
         );
@@ -2919,16 +2999,16 @@ or
     #[test]
     fn test_call_arity_unbounded_variadic() {
         // label_join: arg_types=[Vector, String, String, String], variadic=-1 → min=3, no max
-        let err = check_ast(Expr::Call(make_call("label_join", 2))).unwrap_err();
+        let err = check_call(Expr::Call(make_call("label_join", 2))).unwrap_err();
         assert!(
-            err.contains("expected at least 3 argument(s) in call to 'label_join', got 2"),
+            err.contains("expected at least 3 argument(s) in call to \"label_join\", got 2"),
             "{err}"
         );
 
         // sort_by_label: arg_types=[Vector, String], variadic=-1 → min=1, no max
-        let err = check_ast(Expr::Call(make_call("sort_by_label", 0))).unwrap_err();
+        let err = check_call(Expr::Call(make_call("sort_by_label", 0))).unwrap_err();
         assert!(
-            err.contains("expected at least 1 argument(s) in call to 'sort_by_label', got 0"),
+            err.contains("expected at least 1 argument(s) in call to \"sort_by_label\", got 0"),
             "{err}"
         );
     }

@@ -12,13 +12,13 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
+use crate::parser::position::{go_quote, go_quote_rune, go_unicode, PosError};
 use crate::parser::token::*;
 use cfgrammar::NewlineCache;
 use lrlex::{DefaultLexeme, DefaultLexerTypes, LRNonStreamingLexer};
 use lrpar::Lexeme;
 use std::fmt::Debug;
 
-const ESCAPE_SYMBOLS: &str = r"abfnrtv\01234567xuU";
 const STRING_SYMBOLS: &str = r#"'"`"#;
 
 pub(crate) type LexemeType = DefaultLexeme<TokenId>;
@@ -33,6 +33,35 @@ pub fn lexer(s: &str) -> Result<LRNonStreamingLexer<'_, '_, DefaultLexerTypes<To
             Ok(LRNonStreamingLexer::new(s, lexemes, NewlineCache::new()))
         }
         None => Err(format!("no expression found in input: '{s}'")),
+    }
+}
+
+/// Hearth patch: the lexemes of `s` up to its first lexical error, and that
+/// error with the byte offset Prometheus reports it at.
+pub(crate) struct Lexed {
+    pub(crate) lexemes: Vec<LexemeType>,
+    pub(crate) error: Option<PosError>,
+}
+
+/// Hearth patch: lexes `s` as Prometheus's lexer does, stopping at the first
+/// error.
+pub(crate) fn lex(s: &str) -> Lexed {
+    let mut lexer = Lexer::new(s);
+    let mut lexemes = Vec::new();
+    while let Some(item) = lexer.next() {
+        match item {
+            Ok(l) => lexemes.push(l),
+            Err(msg) => {
+                return Lexed {
+                    lexemes,
+                    error: Some(PosError::new(lexer.error_pos, msg)),
+                }
+            }
+        }
+    }
+    Lexed {
+        lexemes,
+        error: None,
     }
 }
 
@@ -64,8 +93,11 @@ struct Context {
     paren_depth: usize, // Nesting depth of ( ) exprs, 0 means no parens.
     brace_open: bool,   // Whether a { is opened.
     bracket_open: bool, // Whether a [ is opened.
-    got_colon: bool,    // Whether we got a ':' after [ was opened.
-    eof: bool,          // Whether we got end of file
+    // Hearth patch: whether the next token is the first after '[', which
+    // Prometheus lexes as a duration (its lexDuration).
+    bracket_first: bool,
+    got_colon: bool, // Whether we got a ':' after [ was opened.
+    eof: bool,       // Whether we got end of file
 }
 
 impl Context {
@@ -79,6 +111,7 @@ impl Context {
             paren_depth: 0,
             brace_open: false,
             bracket_open: false,
+            bracket_first: false,
             got_colon: false,
             eof: false,
         }
@@ -144,6 +177,11 @@ impl Context {
 struct Lexer {
     state: State,
     ctx: Context,
+    // Hearth patch: where the last error is reported (Prometheus's
+    // `l.start` when it failed), and an override for the errors it reports
+    // elsewhere.
+    error_pos: usize,
+    error_pos_override: Option<usize>,
 }
 
 /// block for context operations.
@@ -151,7 +189,12 @@ impl Lexer {
     fn new(input: &str) -> Self {
         let ctx = Context::new(input);
         let state = State::Start;
-        Self { state, ctx }
+        Self {
+            state,
+            ctx,
+            error_pos: 0,
+            error_pos_override: None,
+        }
     }
 
     fn is_inside_braces(&self) -> bool {
@@ -176,6 +219,7 @@ impl Lexer {
 
     fn dive_into_brackets(&mut self) {
         self.ctx.bracket_open = true;
+        self.ctx.bracket_first = true;
     }
 
     fn is_colon_scanned(&self) -> bool {
@@ -276,7 +320,10 @@ impl Lexer {
             return State::InsideBraces;
         }
 
-        if self.is_inside_brackets() {
+        // Hearth patch: only the first token after '[' is lexed apart (as
+        // Prometheus's lexDuration does); the rest of a range or subquery is
+        // lexed as statements are, with the bracket's own tokens below.
+        if self.is_inside_brackets() && self.ctx.bracket_first {
             return State::InsideBrackets;
         }
 
@@ -284,6 +331,9 @@ impl Lexer {
             None => {
                 if !self.is_paren_balanced() {
                     return State::Err("unclosed left parenthesis".into());
+                }
+                if self.is_inside_brackets() {
+                    return State::Err("unclosed left bracket".into());
                 }
 
                 if !self.is_eof() {
@@ -296,8 +346,29 @@ impl Lexer {
             Some(ch) => ch,
         };
 
+        // Hearth patch: inside brackets, as in Prometheus's lexStatements.
+        if self.is_inside_brackets() {
+            match c {
+                ':' if self.is_colon_scanned() => {
+                    return State::Err(format!("unexpected colon {}", go_quote_rune(c)))
+                }
+                ':' => {
+                    self.set_colon_scanned();
+                    return State::Lexeme(T_COLON);
+                }
+                ']' => {
+                    self.jump_outof_brackets();
+                    self.reset_colon_scanned();
+                    return State::Lexeme(T_RIGHT_BRACKET);
+                }
+                '[' => return State::Err(format!("unexpected left bracket {}", go_quote_rune(c))),
+                _ => {}
+            }
+        }
+
         // NOTE: the design of the match arms's order is of no importance.
         // If different orders result in different states, then it has to be fixed.
+        // Hearth patch: error messages as Prometheus's lexer words them.
         match c {
             '#' => State::LineComment,
             '@' => State::Lexeme(T_AT),
@@ -314,13 +385,19 @@ impl Lexer {
                     State::Lexeme(T_EQLC)
                 }
                 // =~ (label matcher) MUST be in brace
-                Some('~') => State::Err("unexpected character after '=': '~'".into()),
+                Some('~') => State::Err(format!(
+                    "unexpected character after '=': {}",
+                    go_quote_rune('~')
+                )),
                 _ => State::Lexeme(T_EQL),
             },
             '!' => match self.pop() {
                 Some('=') => State::Lexeme(T_NEQ),
-                Some(ch) => State::Err(format!("unexpected character after '!': '{ch}'")),
-                None => State::Err("'!' can not be at the end".into()),
+                // Go's lexer reads an invalid rune at the end.
+                ch => State::Err(format!(
+                    "unexpected character after '!': {}",
+                    go_quote_rune(ch.unwrap_or(char::REPLACEMENT_CHARACTER))
+                )),
             },
             '<' => match self.peek() {
                 Some('=') => {
@@ -340,8 +417,7 @@ impl Lexer {
             ch if ch.is_ascii_digit() => State::NumberOrDuration,
             '.' => match self.peek() {
                 Some(ch) if ch.is_ascii_digit() => State::NumberOrDuration,
-                Some(ch) => State::Err(format!("unexpected character after '.': '{ch}'")),
-                None => State::Err("unexpected character: '.'".into()),
+                _ => State::Err(format!("unexpected character: {}", go_quote_rune('.'))),
             },
             ch if is_alpha(ch) || ch == ':' => State::KeywordOrIdentifier,
             ch if STRING_SYMBOLS.contains(ch) => State::String(ch),
@@ -352,28 +428,30 @@ impl Lexer {
                 State::Err("too many left parentheses".into())
             }
             ')' => {
-                if self.is_paren_balanced() {
-                    return State::Err("unexpected right parenthesis ')'".into());
-                }
                 if self.dec_paren_depth() {
                     return State::Lexeme(T_RIGHT_PAREN);
                 }
-                State::Err("unexpected right parenthesis ')'".into())
+                // Prometheus emits the ')' and then fails after it.
+                self.error_pos_override = Some(self.ctx.pos);
+                State::Err(format!(
+                    "unexpected right parenthesis {}",
+                    go_quote_rune(')')
+                ))
             }
             '{' => {
                 self.dive_into_braces();
                 State::Lexeme(T_LEFT_BRACE)
             }
             // the matched } has been consumed inside braces
-            '}' => State::Err("unexpected right brace '}'".into()),
+            '}' => State::Err(format!("unexpected character: {}", go_quote_rune('}'))),
             '[' => {
                 self.reset_colon_scanned();
                 self.dive_into_brackets();
                 State::Lexeme(T_LEFT_BRACKET)
             }
             // the matched ] has been consumed inside brackets
-            ']' => State::Err("unexpected right bracket ']'".into()),
-            ch => State::Err(format!("unexpected character: {ch:?}")),
+            ']' => State::Err(format!("unexpected right bracket {}", go_quote_rune(']'))),
+            ch => State::Err(format!("unexpected character: {}", go_quote_rune(ch))),
         }
     }
 
@@ -389,11 +467,10 @@ impl Lexer {
             return State::Lexeme(T_DURATION);
         }
 
-        // the next char is invalid, so it should be captured in the err info.
-        self.pop();
+        // Hearth patch: the text scanned so far, quoted, as Prometheus says it.
         State::Err(format!(
             "bad number or duration syntax: {}",
-            self.lexeme_string()
+            go_quote(&self.lexeme_string())
         ))
     }
 
@@ -510,10 +587,10 @@ impl Lexer {
             self.accept_run(|ch| ch.is_ascii_digit());
         }
 
-        // Next thing must not be alpha or '.'
-        // if alpha: it maybe a duration
-        // if '.': invalid number
-        !matches!(self.peek(), Some(ch) if is_alpha(ch) || ch == '.')
+        // Next thing must not be alphanumeric (it may be a duration).
+        // Hearth patch: a '.' may follow, as in Prometheus ("1.2.3" is two
+        // numbers, and a syntax error).
+        !matches!(self.peek(), Some(ch) if is_alpha_numeric(ch))
     }
 
     /// number part has already been scanned.
@@ -539,33 +616,82 @@ impl Lexer {
             self.accept(|ch| ch == 's');
         }
 
-        !matches!(self.peek(), Some(ch) if is_alpha_numeric(ch))
+        // Hearth patch: Prometheus reads the next char; a bad one is part of
+        // the text its error quotes.
+        match self.peek() {
+            Some(ch) if is_alpha_numeric(ch) => {
+                self.pop();
+                false
+            }
+            _ => true,
+        }
     }
 
     /// scans a string escape sequence. The initial escaping character (\)
     /// has already been consumed.
-    // TODO: checking the validity of code point is NOT supported yet.
+    // Hearth patch: checks the digits and the code point as Prometheus's
+    // lexEscape does, with its messages.
     fn accept_escape(&mut self, symbol: char) -> State {
-        match self.pop() {
-            Some(ch) if ch == symbol || ESCAPE_SYMBOLS.contains(ch) => State::String(symbol),
-            Some(ch) => State::Err(format!("unknown escape sequence '{ch}'")),
-            None => State::Err("escape sequence not terminated".into()),
+        let (mut n, base, max, mut ch) = match self.pop() {
+            None => return State::Err("escape sequence not terminated".into()),
+            Some(ch) if ch == symbol || "abfnrtv\\".contains(ch) => return State::String(symbol),
+            Some(ch @ '0'..='7') => (3, 8, 255, Some(ch)),
+            Some('x') => (2, 16, 255, self.pop()),
+            Some('u') => (4, 16, 0x10FFFF, self.pop()),
+            Some('U') => (8, 16, 0x10FFFF, self.pop()),
+            Some(ch) => {
+                return State::Err(format!("unknown escape sequence {}", go_unicode(ch)));
+            }
+        };
+        let mut x: u64 = 0;
+        while n > 0 {
+            match ch.and_then(|c| c.to_digit(16)).filter(|d| *d < base) {
+                Some(d) => x = x * u64::from(base) + u64::from(d),
+                None => {
+                    return State::Err(match ch {
+                        None => "escape sequence not terminated".into(),
+                        Some(c) => {
+                            format!("illegal character {} in escape sequence", go_unicode(c))
+                        }
+                    })
+                }
+            }
+            n -= 1;
+            if n > 0 {
+                ch = self.pop();
+            }
         }
+        if x > max || (0xD800..0xE000).contains(&x) {
+            return State::Err("escape sequence is an invalid Unicode code point".into());
+        }
+        State::String(symbol)
     }
 
     /// scans a quoted string. The initial quote has already been consumed.
+    // Hearth patch: as Prometheus, a raw string (`) has no escapes and may
+    // span lines; a quoted one ends at a newline with an error.
     fn accept_string(&mut self, symbol: char) -> State {
+        if symbol == '`' {
+            while let Some(ch) = self.pop() {
+                if ch == symbol {
+                    return State::Lexeme(T_STRING);
+                }
+            }
+            return State::Err("unterminated raw string".into());
+        }
         while let Some(ch) = self.pop() {
             if ch == '\\' {
                 return State::Escape(symbol);
             }
-
+            if ch == '\n' {
+                break;
+            }
             if ch == symbol {
                 return State::Lexeme(T_STRING);
             }
         }
 
-        State::Err(format!("unterminated quoted string {symbol}"))
+        State::Err("unterminated quoted string".into())
     }
 
     /// scans the inside of a vector selector. Keywords are ignored and
@@ -599,70 +725,44 @@ impl Lexer {
             Some('!') => match self.pop() {
                 Some('~') => State::Lexeme(T_NEQ_REGEX),
                 Some('=') => State::Lexeme(T_NEQ),
-                Some(ch) => State::Err(format!(
-                    "unexpected character after '!' inside braces: '{ch}'"
+                ch => State::Err(format!(
+                    "unexpected character after '!' inside braces: {}",
+                    go_quote_rune(ch.unwrap_or(char::REPLACEMENT_CHARACTER))
                 )),
-                None => State::Err("'!' can not be at the end".into()),
             },
-            Some('{') => State::Err("unexpected left brace '{' inside braces".into()),
+            Some('{') => State::Err(format!("unexpected left brace {}", go_quote_rune('{'))),
             Some('}') => {
                 self.jump_outof_braces();
                 State::Lexeme(T_RIGHT_BRACE)
             }
-            Some(ch) => State::Err(format!("unexpected character inside braces: '{ch}'")),
+            Some(ch) => State::Err(format!(
+                "unexpected character inside braces: {}",
+                go_quote_rune(ch)
+            )),
             None => State::Err("unexpected end of input inside braces".into()),
         }
     }
 
-    // this won't affect the cursor.
-    fn last_char_matches<F>(&mut self, f: F) -> bool
-    where
-        F: Fn(char) -> bool,
-    {
-        // if cursor is at the beginning, then do nothing.
-        if !self.backup() {
-            return false;
-        }
-        let matched = matches!(self.peek(), Some(ch) if f(ch));
-        self.pop();
-        matched
-    }
-
-    // this won't affect the cursor.
-    fn is_colon_the_first_char_in_brackets(&mut self) -> bool {
-        // note: colon has already been consumed, so first backup
-        self.backup();
-        let matched = self.last_char_matches(|ch| ch == '[');
-        self.pop();
-        matched
-    }
-
-    // left brackets has already be consumed.
+    // Hearth patch: the first token after '[', lexed as Prometheus's
+    // lexDuration does (spaces skipped): a duration, or (as in Prometheus 3)
+    // a number of seconds. Later tokens go through `start`.
     fn inside_brackets(&mut self) -> State {
-        match self.pop() {
-            Some(ch) if ch.is_ascii_whitespace() => State::Space,
-            Some(':') => {
-                if self.is_colon_scanned() {
-                    return State::Err("unexpected second colon(:) in brackets".into());
-                }
-
-                if self.is_colon_the_first_char_in_brackets() {
-                    return State::Err("expect duration before first colon(:) in brackets".into());
-                }
-
-                self.set_colon_scanned();
-                State::Lexeme(T_COLON)
+        self.ctx.bracket_first = false;
+        self.accept_run(|ch| ch.is_ascii_whitespace());
+        self.ignore();
+        if self.scan_number() {
+            if self.ctx.pos == self.ctx.start {
+                return State::Err("missing unit character in duration".into());
             }
-            Some(ch) if ch.is_ascii_digit() => self.accept_number_or_duration(),
-            Some(']') => {
-                self.jump_outof_brackets();
-                self.reset_colon_scanned();
-                State::Lexeme(T_RIGHT_BRACKET)
-            }
-            Some('[') => State::Err("unexpected left brace '[' inside brackets".into()),
-            Some(ch) => State::Err(format!("unexpected character inside brackets: '{ch}'")),
-            None => State::Err("unexpected end of input inside brackets".into()),
+            return State::Lexeme(T_NUMBER);
         }
+        if self.accept_remaining_duration() {
+            return State::Lexeme(T_DURATION);
+        }
+        State::Err(format!(
+            "bad duration syntax: {}",
+            go_quote(&self.lexeme_string())
+        ))
     }
 
     // scans an alphanumeric identifier. The next character
@@ -688,7 +788,10 @@ impl Iterator for Lexer {
             self.shift();
             match &self.state {
                 State::Lexeme(token_id) => return Some(Ok(self.lexeme(*token_id))),
-                State::Err(info) => return Some(Err(info.clone())),
+                State::Err(info) => {
+                    self.error_pos = self.error_pos_override.take().unwrap_or(self.ctx.start);
+                    return Some(Err(info.clone()));
+                }
                 State::End => return None,
                 _ => continue,
             }
@@ -760,9 +863,15 @@ mod tests {
             })
             .collect();
 
-        for (input, expected, actual) in cases.iter() {
-            assert_eq!(expected, actual, "\n<input>: {input}");
-        }
+        // Hearth patch: every mismatch listed, not only the first.
+        let mismatches: Vec<String> = cases
+            .iter()
+            .filter(|(_, expected, actual)| expected != actual)
+            .map(|(input, expected, actual)| {
+                format!("<input>: {input:?}\n  expected: {expected:?}\n  actual:   {actual:?}")
+            })
+            .collect();
+        assert!(mismatches.is_empty(), "\n{}", mismatches.join("\n"));
     }
 
     #[test]
@@ -865,14 +974,11 @@ mod tests {
             (
                 "\"test\\.expression\"",
                 vec![],
-                Some("unknown escape sequence '.'"),
+                Some("unknown escape sequence U+002E '.'"),
             ),
-            (
-                "`test\\.expression`",
-                vec![],
-                Some("unknown escape sequence '.'"),
-            ),
-            (".٩", vec![], Some("unexpected character after '.': '٩'")),
+            // Hearth patch: raw strings have no escapes, as in Prometheus.
+            ("`test\\.expression`", vec![(T_STRING, 0, 18)], None),
+            (".٩", vec![], Some("unexpected character: '.'")),
             // TODO: accept_escape SHOULD support invalid escape character
             // "\xff"
             // `\xff`
@@ -903,7 +1009,11 @@ mod tests {
                 None,
             ),
             (":bc", vec![(T_METRIC_IDENTIFIER, 0, 3)], None),
-            ("0a:bc", vec![], Some("bad number or duration syntax: 0a")),
+            (
+                "0a:bc",
+                vec![],
+                Some("bad number or duration syntax: \"0\""),
+            ),
         ];
         assert_matches(cases);
     }
@@ -1056,7 +1166,11 @@ mod tests {
         let cases = vec![
             ("北京", vec![], Some("unexpected character: '北'")),
             ("北京='a'", vec![], Some("unexpected character: '北'")),
-            ("0a='a'", vec![], Some("bad number or duration syntax: 0a")),
+            (
+                "0a='a'",
+                vec![],
+                Some("bad number or duration syntax: \"0\""),
+            ),
             (
                 "{foo='bar'}",
                 vec![
@@ -1143,7 +1257,7 @@ mod tests {
             ("=~", vec![], Some("unexpected character after '=': '~'")),
             ("!~", vec![], Some("unexpected character after '!': '~'")),
             ("!(", vec![], Some("unexpected character after '!': '('")),
-            ("1a", vec![], Some("bad number or duration syntax: 1a")),
+            ("1a", vec![], Some("bad number or duration syntax: \"1\"")),
         ];
         assert_matches(cases);
     }
@@ -1176,36 +1290,52 @@ mod tests {
                 vec![(T_LEFT_BRACE, 0, 1)],
                 Some("unexpected end of input inside braces"),
             ),
-            ("}", vec![], Some("unexpected right brace '}'")),
+            ("}", vec![], Some("unexpected character: '}'")),
             (
                 "{{",
                 vec![(T_LEFT_BRACE, 0, 1)],
-                Some("unexpected left brace '{' inside braces"),
+                Some("unexpected left brace '{'"),
             ),
             (
                 "{{}}",
                 vec![(T_LEFT_BRACE, 0, 1)],
-                Some("unexpected left brace '{' inside braces"),
+                Some("unexpected left brace '{'"),
             ),
+            // Hearth patch: what follows '[' must be a duration (or a
+            // number), as Prometheus's lexer says.
             (
                 "[",
                 vec![(T_LEFT_BRACKET, 0, 1)],
-                Some("unexpected end of input inside brackets"),
+                Some("missing unit character in duration"),
             ),
             (
                 "[[",
                 vec![(T_LEFT_BRACKET, 0, 1)],
-                Some("unexpected left brace '[' inside brackets"),
+                Some("missing unit character in duration"),
             ),
             (
                 "[]]",
-                vec![(T_LEFT_BRACKET, 0, 1), (T_RIGHT_BRACKET, 1, 1)],
+                vec![(T_LEFT_BRACKET, 0, 1)],
+                Some("missing unit character in duration"),
+            ),
+            (
+                "[5m[]]",
+                vec![(T_LEFT_BRACKET, 0, 1), (T_DURATION, 1, 2)],
+                Some("unexpected left bracket '['"),
+            ),
+            (
+                "[5m]]",
+                vec![
+                    (T_LEFT_BRACKET, 0, 1),
+                    (T_DURATION, 1, 2),
+                    (T_RIGHT_BRACKET, 3, 1),
+                ],
                 Some("unexpected right bracket ']'"),
             ),
             (
-                "[[]]",
-                vec![(T_LEFT_BRACKET, 0, 1)],
-                Some("unexpected left brace '[' inside brackets"),
+                "[5m",
+                vec![(T_LEFT_BRACKET, 0, 1), (T_DURATION, 1, 2)],
+                Some("unclosed left bracket"),
             ),
             ("]", vec![], Some("unexpected right bracket ']'")),
         ];
@@ -1396,7 +1526,7 @@ mod tests {
                     (T_COLON, 23, 1),
                     (T_DURATION, 24, 2),
                 ],
-                Some("unexpected second colon(:) in brackets"),
+                Some("unexpected colon ':'"),
             ),
             (
                 r#"test:name{on!~"bar"}[4m:4s:]"#,
@@ -1412,7 +1542,7 @@ mod tests {
                     (T_COLON, 23, 1),
                     (T_DURATION, 24, 2),
                 ],
-                Some("unexpected second colon(:) in brackets"),
+                Some("unexpected colon ':'"),
             ),
             (
                 r#"test:name{on!~"bar"}[4m::]"#,
@@ -1427,7 +1557,7 @@ mod tests {
                     (T_DURATION, 21, 2),
                     (T_COLON, 23, 1),
                 ],
-                Some("unexpected second colon(:) in brackets"),
+                Some("unexpected colon ':'"),
             ),
             (
                 r#"test:name{on!~"bar"}[:4s]"#,
@@ -1440,7 +1570,7 @@ mod tests {
                     (T_RIGHT_BRACE, 19, 1),
                     (T_LEFT_BRACKET, 20, 1),
                 ],
-                Some("expect duration before first colon(:) in brackets"),
+                Some("missing unit character in duration"),
             ),
         ];
         assert_matches(cases);

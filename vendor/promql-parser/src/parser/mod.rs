@@ -24,6 +24,8 @@ pub mod ast;
 pub mod function;
 pub mod lex;
 pub mod parse;
+// Hearth patch: parse errors with Prometheus's positions.
+pub(crate) mod position;
 pub(crate) mod production;
 pub mod token;
 pub mod value;

@@ -126,6 +126,7 @@ START_METRIC_SELECTOR
 %expect 5
 
 %start start
+%parse-param ctx: &'input ParseCtx
 
 // Operators are listed with increasing precedence.
 %left LOR
@@ -147,47 +148,51 @@ START_METRIC_SELECTOR
 %right LEFT_PAREN
 
 %%
-start -> Result<Expr, String>:
+// Hearth patch (HEARTH_PATCHES.md, patch 2): expressions carry the positions
+// of their parts (`Node`), errors carry the byte offset Prometheus reports
+// them at (`PosError`, recorded in `ctx` in the order they are found), and
+// the type checks run once after the parse (`check_ast` in `parse`), as in
+// Prometheus.
+start -> Result<Node, PosError>:
                 expr { $1 }
         |       expr EOF { $1 }
-        |       EOF { Err("no expression found in input".into()) }
+        |       EOF { Err(ctx.fail(0, "no expression found in input")) }
 ;
 
-expr -> Result<Expr, String>:
-/* check_ast from bottom to up for nested exprs */
-                aggregate_expr { check_ast($1?) }
-        |       at_expr { check_ast($1?) }
-        |       binary_expr { check_ast($1?) }
-        |       function_call { check_ast($1?) }
-        |       matrix_selector { check_ast($1?) }
-        |       number_literal { check_ast($1?) }
-        |       offset_expr { check_ast($1?) }
-        |       paren_expr { check_ast($1?) }
-        |       string_literal { check_ast($1?) }
-        |       subquery_expr { check_ast($1?) }
-        |       unary_expr  { check_ast($1?) }
-        |       vector_selector  { check_ast($1?) }
+expr -> Result<Node, PosError>:
+                aggregate_expr { $1 }
+        |       at_expr { $1 }
+        |       binary_expr { $1 }
+        |       function_call { $1 }
+        |       matrix_selector { $1 }
+        |       number_literal { $1 }
+        |       offset_expr { $1 }
+        |       paren_expr { $1 }
+        |       string_literal { $1 }
+        |       subquery_expr { $1 }
+        |       unary_expr  { $1 }
+        |       vector_selector  { $1 }
 ;
 
 /*
  * Aggregations.
  */
-aggregate_expr -> Result<Expr, String>:
+aggregate_expr -> Result<Node, PosError>:
                 aggregate_op aggregate_modifier function_call_body
                 {
-                        Expr::new_aggregate_expr($1?.id(), Some($2?), $3?)
+                        aggregate(ctx, $span.start(), $1, Some($2), $3)
                 }
         |       aggregate_op function_call_body aggregate_modifier
                 {
-                        Expr::new_aggregate_expr($1?.id(), Some($3?), $2?)
+                        aggregate(ctx, $span.start(), $1, Some($3), $2)
                 }
         |       aggregate_op function_call_body
                 {
-                        Expr::new_aggregate_expr($1?.id(), None, $2?)
+                        aggregate(ctx, $span.start(), $1, None, $2)
                 }
 ;
 
-aggregate_modifier -> Result<LabelModifier, String>:
+aggregate_modifier -> Result<LabelModifier, PosError>:
                 BY grouping_labels { Ok(LabelModifier::Include($2?)) }
         |       WITHOUT grouping_labels { Ok(LabelModifier::Exclude($2?)) }
 ;
@@ -196,32 +201,32 @@ aggregate_modifier -> Result<LabelModifier, String>:
  * Binary expressions.
  */
 // Operator precedence only works if each of those is listed separately.
-binary_expr -> Result<Expr, String>:
-                expr ADD       bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
-        |       expr ATAN2   bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
-        |       expr DIV     bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
-        |       expr EQLC    bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
-        |       expr GTE     bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
-        |       expr GTR     bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
-        |       expr LAND    bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
-        |       expr LOR     bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
-        |       expr LSS     bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
-        |       expr LTE     bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
-        |       expr LUNLESS bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
-        |       expr MOD     bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
-        |       expr MUL     bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
-        |       expr NEQ     bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
-        |       expr POW     bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
-        |       expr SUB     bin_modifier expr { Expr::new_binary_expr($1?, lexeme_to_token($lexer, $2)?.id(), $3?, $4?) }
+binary_expr -> Result<Node, PosError>:
+                expr ADD       bin_modifier expr { binary($1, $2, $3, $4) }
+        |       expr ATAN2   bin_modifier expr { binary($1, $2, $3, $4) }
+        |       expr DIV     bin_modifier expr { binary($1, $2, $3, $4) }
+        |       expr EQLC    bin_modifier expr { binary($1, $2, $3, $4) }
+        |       expr GTE     bin_modifier expr { binary($1, $2, $3, $4) }
+        |       expr GTR     bin_modifier expr { binary($1, $2, $3, $4) }
+        |       expr LAND    bin_modifier expr { binary($1, $2, $3, $4) }
+        |       expr LOR     bin_modifier expr { binary($1, $2, $3, $4) }
+        |       expr LSS     bin_modifier expr { binary($1, $2, $3, $4) }
+        |       expr LTE     bin_modifier expr { binary($1, $2, $3, $4) }
+        |       expr LUNLESS bin_modifier expr { binary($1, $2, $3, $4) }
+        |       expr MOD     bin_modifier expr { binary($1, $2, $3, $4) }
+        |       expr MUL     bin_modifier expr { binary($1, $2, $3, $4) }
+        |       expr NEQ     bin_modifier expr { binary($1, $2, $3, $4) }
+        |       expr POW     bin_modifier expr { binary($1, $2, $3, $4) }
+        |       expr SUB     bin_modifier expr { binary($1, $2, $3, $4) }
 ;
 
 // Using left recursion for the modifier rules, helps to keep the parser stack small and
 // reduces allocations
-bin_modifier -> Result<Option<BinModifier>, String>:
+bin_modifier -> Result<Option<BinModifier>, PosError>:
                 fill_modifiers { $1 }
 ;
 
-bool_modifier -> Result<Option<BinModifier>, String>:
+bool_modifier -> Result<Option<BinModifier>, PosError>:
                 { Ok(None) }
         |       BOOL
                 {
@@ -230,7 +235,7 @@ bool_modifier -> Result<Option<BinModifier>, String>:
                 }
 ;
 
-on_or_ignoring -> Result<Option<BinModifier>, String>:
+on_or_ignoring -> Result<Option<BinModifier>, PosError>:
                 bool_modifier IGNORING grouping_labels
                 {
                         Ok(update_optional_matching($1?, Some(LabelModifier::Exclude($3?))))
@@ -241,7 +246,7 @@ on_or_ignoring -> Result<Option<BinModifier>, String>:
                 }
 ;
 
-group_modifiers -> Result<Option<BinModifier>, String>:
+group_modifiers -> Result<Option<BinModifier>, PosError>:
                 bool_modifier { $1 }
         |       on_or_ignoring { $1 }
         |       on_or_ignoring GROUP_LEFT grouping_labels
@@ -260,11 +265,11 @@ group_modifiers -> Result<Option<BinModifier>, String>:
                 {
                         Ok(update_optional_card($1?, VectorMatchCardinality::OneToMany(Labels::new(vec![]))))
                 }
-        |       GROUP_LEFT grouping_labels { Err("unexpected <group_left>".into()) }
-        |       GROUP_RIGHT grouping_labels { Err("unexpected <group_right>".into()) }
+        |       GROUP_LEFT grouping_labels { Err(ctx.unexpected_from($span.start(), 0)) }
+        |       GROUP_RIGHT grouping_labels { Err(ctx.unexpected_from($span.start(), 0)) }
 ;
 
-fill_modifiers -> Result<Option<BinModifier>, String>:
+fill_modifiers -> Result<Option<BinModifier>, PosError>:
                  group_modifiers { $1 }
         |        group_modifiers FILL fill_value
                  {
@@ -289,57 +294,54 @@ fill_modifiers -> Result<Option<BinModifier>, String>:
                  }
 ;
 
-grouping_labels -> Result<Labels, String>:
+grouping_labels -> Result<Labels, PosError>:
                 LEFT_PAREN grouping_label_list RIGHT_PAREN { $2 }
         |       LEFT_PAREN grouping_label_list COMMA RIGHT_PAREN { $2 }
         |       LEFT_PAREN RIGHT_PAREN { Ok(Labels::new(vec![])) }
 ;
 
-grouping_label_list -> Result<Labels, String>:
+grouping_label_list -> Result<Labels, PosError>:
                 grouping_label_list COMMA grouping_label { Ok($1?.append($3?.val)) }
         |       grouping_label { Ok(Labels::new(vec![&$1?.val])) }
 ;
 
-grouping_label -> Result<Token, String>:
+grouping_label -> Result<Token, PosError>:
                 maybe_label
                 {
                         let token = $1?;
-                        let label = &token.val;
-                        if is_label(label) {
+                        if is_label(&token.val) {
                             Ok(token)
                         } else {
-                            Err(format!("{label} is not valid label in grouping opts"))
+                            let desc = describe_token(token.id(), &token.val);
+                            Err(ctx.fail($span.start(), format!("unexpected {desc} in grouping opts, expected label")))
                         }
                 }
         |       STRING {
-                        let name = unquote_string($lexer.span_str($span))?;
+                        let name = unquote_string($lexer.span_str($span)).map_err(|e| ctx.fail($span.start(), e))?;
                         Ok(Token::new(T_IDENTIFIER, name))
                 }
 ;
 
-fill_value -> Result<f64, String>:
+fill_value -> Result<f64, PosError>:
                 LEFT_PAREN NUMBER RIGHT_PAREN
                 {
-                        if let Ok(tok) = $2 {
-                            parse_str_radix($lexer.span_str(tok.span()))
-                        } else {
-                            Err("Number expected for fill value".to_string())
+                        match $2 {
+                            Ok(tok) => parse_str_radix($lexer.span_str(tok.span())).map_err(|e| ctx.fail($span.start(), e)),
+                            Err(_) => Err(ctx.fail($span.start(), "Number expected for fill value")),
                         }
                 }
         |       LEFT_PAREN ADD NUMBER RIGHT_PAREN
                 {
-                        if let Ok(tok) = $3 {
-                            parse_str_radix($lexer.span_str(tok.span()))
-                        } else {
-                            Err("Number expected for fill value".to_string())
+                        match $3 {
+                            Ok(tok) => parse_str_radix($lexer.span_str(tok.span())).map_err(|e| ctx.fail($span.start(), e)),
+                            Err(_) => Err(ctx.fail($span.start(), "Number expected for fill value")),
                         }
                 }
         |       LEFT_PAREN SUB NUMBER RIGHT_PAREN
                 {
-                        if let Ok(tok) = $3 {
-                            parse_str_radix($lexer.span_str(tok.span())).map(|v| -v)
-                        } else {
-                            Err("Number expected for fill value".to_string())
+                        match $3 {
+                            Ok(tok) => parse_str_radix($lexer.span_str(tok.span())).map(|v| -v).map_err(|e| ctx.fail($span.start(), e)),
+                            Err(_) => Err(ctx.fail($span.start(), "Number expected for fill value")),
                         }
                 }
 ;
@@ -347,51 +349,80 @@ fill_value -> Result<f64, String>:
 /*
  * Function calls.
  */
-function_call -> Result<Expr, String>:
+function_call -> Result<Node, PosError>:
                 IDENTIFIER function_call_body
                 {
                         let name = lexeme_to_string($lexer, &$1)?;
                         match get_function(&name) {
-                            None => Err(format!("unknown function with name '{name}'")),
-                            Some(func) => Expr::new_call(func, $2?)
+                            None => Err(ctx.fail($span.start(), format!("unknown function with name {}", go_quote(&name)))),
+                            Some(func) => {
+                                let (args, kids) = $2?;
+                                Ok(Node::new(Expr::new_call(func, args)?, $span.start(), $span.start(), kids))
+                            }
                         }
                 }
         |       at_modifier_preprocessors function_call_body
                 {
                         let name = $1?.val;
                         match get_function(&name) {
-                            None => Err(format!("unknown function with name '{name}'")),
-                            Some(func) => Expr::new_call(func, $2?)
+                            // `start` and `end` are no functions: Prometheus stops at the `(`.
+                            None => Err(ctx.unexpected_from($span.start(), 1)),
+                            Some(func) => {
+                                let (args, kids) = $2?;
+                                Ok(Node::new(Expr::new_call(func, args)?, $span.start(), $span.start(), kids))
+                            }
                         }
                 }
 ;
 
-function_call_body -> Result<FunctionArgs, String>:
+function_call_body -> Result<(FunctionArgs, Vec<Kid>), PosError>:
                 LEFT_PAREN function_call_args RIGHT_PAREN { $2 }
-        |       LEFT_PAREN RIGHT_PAREN { Ok(FunctionArgs::empty_args()) }
+        |       LEFT_PAREN RIGHT_PAREN { Ok((FunctionArgs::empty_args(), vec![])) }
 ;
 
-function_call_args -> Result<FunctionArgs, String>:
-                function_call_args COMMA expr { Ok($1?.append_args($3?)) }
-        |       expr { Ok(FunctionArgs::new_args($1?)) }
-        |       function_call_args COMMA { Err("trailing commas not allowed in function call args".into()) }
+function_call_args -> Result<(FunctionArgs, Vec<Kid>), PosError>:
+                function_call_args COMMA expr
+                {
+                        let (args, mut kids) = $1?;
+                        let (arg, kid) = $3?.split();
+                        kids.push(kid);
+                        Ok((args.append_args(arg), kids))
+                }
+        |       expr
+                {
+                        let (arg, kid) = $1?.split();
+                        Ok((FunctionArgs::new_args(arg), vec![kid]))
+                }
+        |       function_call_args COMMA
+                {
+                        let comma = $2.map_err(|_| PosError::from(String::from("ParseError")))?;
+                        Err(ctx.fail(comma.span().start(), "trailing commas not allowed in function call args"))
+                }
 ;
 
 /*
  * Expressions inside parentheses.
  */
-paren_expr -> Result<Expr, String>:
-                LEFT_PAREN expr RIGHT_PAREN { Expr::new_paren_expr($2?) }
+paren_expr -> Result<Node, PosError>:
+                LEFT_PAREN expr RIGHT_PAREN
+                {
+                        let (inner, kid) = $2?.split();
+                        Ok(Node::new(Expr::new_paren_expr(inner)?, $span.start(), $span.start(), vec![kid]))
+                }
 ;
 
 /*
  * Offset modifiers.
  */
-offset_expr -> Result<Expr, String>:
-                expr OFFSET duration { $1?.offset_expr(Offset::Pos($3?)) }
-        |       expr OFFSET ADD duration { $1?.offset_expr(Offset::Pos($4?)) }
-        |       expr OFFSET SUB duration { $1?.offset_expr(Offset::Neg($4?)) }
-        |       expr OFFSET EOF { Err("unexpected end of input in offset, expected duration".into()) }
+offset_expr -> Result<Node, PosError>:
+                expr OFFSET duration { offset(ctx, $1, $3.map(Offset::Pos)) }
+        |       expr OFFSET ADD duration { offset(ctx, $1, $4.map(Offset::Pos)) }
+        |       expr OFFSET SUB duration { offset(ctx, $1, $4.map(Offset::Neg)) }
+        |       expr OFFSET EOF
+                {
+                        let eof = $3.map_err(|_| PosError::from(String::from("ParseError")))?;
+                        Err(ctx.unexpected_from(eof.span().start(), 0))
+                }
 ;
 
 /*
@@ -399,22 +430,21 @@ offset_expr -> Result<Expr, String>:
  *
  * the original name of this production head is step_invariant_expr
  */
-at_expr -> Result<Expr, String>:
-                expr AT number_literal { $1?.at_expr(AtModifier::try_from($3?)?) }
-        |       expr AT ADD number_literal { $1?.at_expr(AtModifier::try_from($4?)?) }
-        |       expr AT SUB number_literal
-                {
-                        let nl = $4.map(|nl| -nl);
-                        $1?.at_expr(AtModifier::try_from(nl?)?)
-                }
+at_expr -> Result<Node, PosError>:
+                expr AT number_literal { at(ctx, $1, $3.map(|n| n.expr)) }
+        |       expr AT ADD number_literal { at(ctx, $1, $4.map(|n| n.expr)) }
+        |       expr AT SUB number_literal { at(ctx, $1, $4.map(|n| -n.expr)) }
         |       expr AT at_modifier_preprocessors LEFT_PAREN RIGHT_PAREN
                 {
-                        let at = AtModifier::try_from($3?)?;
-                        $1?.at_expr(at)
+                        let node = $1?;
+                        let start = node.start;
+                        let at = AtModifier::try_from($3?).map_err(|e| ctx.fail(start, e))?;
+                        node.try_map(|e| e.at_expr(at).map_err(|e| ctx.fail(start, e)))
                 }
         |       expr AT EOF
                 {
-                        Err("unexpected end of input in @, expected timestamp".into())
+                        let eof = $3.map_err(|_| PosError::from(String::from("ParseError")))?;
+                        Err(ctx.unexpected_from(eof.span().start(), 0))
                 }
 ;
 
@@ -426,132 +456,116 @@ at_modifier_preprocessors -> Result<Token, String>:
 /*
  * Subquery and range selectors.
  */
-matrix_selector -> Result<Expr, String>:
+matrix_selector -> Result<Node, PosError>:
                 expr LEFT_BRACKET duration RIGHT_BRACKET
                 {
-                        Expr::new_matrix_selector($1?, $3?)
+                        let node = $1?;
+                        let bracket = $2.map_err(|_| PosError::from(String::from("ParseError")))?.span().start();
+                        let range = $3?;
+                        let expr = Expr::new_matrix_selector(node.expr, range).map_err(|e| ctx.fail(bracket, e))?;
+                        Ok(Node::new(expr, node.start, bracket, vec![]))
                 }
         |       expr LEFT_BRACKET RIGHT_BRACKET
                 {
-                        Err("missing unit character in duration".into())
+                        let bracket = $3.map_err(|_| PosError::from(String::from("ParseError")))?.span().start();
+                        Err(ctx.fail(bracket, "missing unit character in duration"))
                 }
 ;
 
-subquery_expr -> Result<Expr, String>:
+subquery_expr -> Result<Node, PosError>:
                 expr LEFT_BRACKET duration COLON maybe_duration RIGHT_BRACKET
                 {
-                        Expr::new_subquery_expr($1?, $3?, $5?)
+                        let (inner, kid) = $1?.split();
+                        let bracket = $2.map_err(|_| PosError::from(String::from("ParseError")))?.span().start();
+                        let expr = Expr::new_subquery_expr(inner, $3?, $5?)?;
+                        Ok(Node::new(expr, kid.start, bracket, vec![kid]))
                 }
 ;
 
 /*
  * Unary expressions.
  */
-unary_expr -> Result<Expr, String>:
-                ADD expr %prec MUL { $2 }
-        |       SUB expr %prec MUL { Expr::new_unary_expr($2?) }
+unary_expr -> Result<Node, PosError>:
+                ADD expr %prec MUL
+                {
+                        // The parser drops a unary `+`; its operand is still type checked.
+                        let node = $2?;
+                        let start = $span.start();
+                        match node.expr {
+                            Expr::NumberLiteral(_) => Ok(Node::leaf(node.expr, start)),
+                            _ => Ok(Node::plus(node, start)),
+                        }
+                }
+        |       SUB expr %prec MUL
+                {
+                        let (inner, kid) = $2?.split();
+                        let start = $span.start();
+                        match inner {
+                            Expr::NumberLiteral(nl) => Ok(Node::leaf(Expr::NumberLiteral(-nl), start)),
+                            expr => Ok(Node::new(Expr::Unary(UnaryExpr { expr: Box::new(expr) }), start, start, vec![kid])),
+                        }
+                }
 ;
 
 /*
  * Vector selectors.
  */
-vector_selector -> Result<Expr, String>:
+vector_selector -> Result<Node, PosError>:
                 metric_identifier label_matchers
                 {
-                        Expr::new_vector_selector(Some($1?.val), $2?)
+                        Ok(Node::leaf(Expr::new_vector_selector(Some($1?.val), $2?)?, $span.start()))
                 }
         |       metric_identifier
                 {
-                        Expr::new_vector_selector(Some($1?.val), Matchers::empty())
+                        Ok(Node::leaf(Expr::new_vector_selector(Some($1?.val), Matchers::empty())?, $span.start()))
                 }
         |       label_matchers
                 {
-                        Expr::new_vector_selector(None, $1?)
+                        Ok(Node::leaf(Expr::new_vector_selector(None, $1?)?, $span.start()))
                 }
 ;
 
-label_matchers -> Result<Matchers, String>:
+label_matchers -> Result<Matchers, PosError>:
                 LEFT_BRACE label_match_list RIGHT_BRACE { $2 }
         |       LEFT_BRACE label_match_list COMMA RIGHT_BRACE { $2 }
         |       LEFT_BRACE RIGHT_BRACE { Ok(Matchers::empty()) }
-        |       LEFT_BRACE COMMA RIGHT_BRACE
-                { Err("unexpected ',' in label matching, expected identifier or right_brace".into()) }
+        |       LEFT_BRACE COMMA RIGHT_BRACE { Err(ctx.unexpected_from($span.start(), 1)) }
 ;
 
-label_match_list -> Result<Matchers, String>:
+label_match_list -> Result<Matchers, PosError>:
                 label_match_list COMMA label_matcher { Ok($1?.append($3?)) }
         |       label_match_list LOR label_matcher { Ok($1?.append_or($3?)) }
         |       label_matcher { Ok(Matchers::empty().append($1?)) }
 ;
 
-label_matcher -> Result<Matcher, String>:
+// The error alternatives report Prometheus's syntax error at the offending
+// token (the k-th of the production).
+label_matcher -> Result<Matcher, PosError>:
                 IDENTIFIER match_op STRING
                 {
                         let name = lexeme_to_string($lexer, &$1)?;
-                        let value = unquote_string(&lexeme_to_string($lexer, &$3)?)?;
-                        Matcher::new_matcher($2?.id(), name, value)
+                        let value = unquote_string(&lexeme_to_string($lexer, &$3)?).map_err(|e| ctx.fail($span.start(), e))?;
+                        Matcher::new_matcher($2?.id(), name, value).map_err(|e| ctx.fail($span.start(), e))
                 }
         |       string_identifier match_op STRING
                 {
                         let name = $1?;
-                        let value = unquote_string(&lexeme_to_string($lexer, &$3)?)?;
-                        Matcher::new_matcher($2?.id(), name, value)
+                        let value = unquote_string(&lexeme_to_string($lexer, &$3)?).map_err(|e| ctx.fail($span.start(), e))?;
+                        Matcher::new_matcher($2?.id(), name, value).map_err(|e| ctx.fail($span.start(), e))
                 }
         |       string_identifier
                 {
-                        Matcher::new_metric_name_matcher($1?)
+                        Matcher::new_metric_name_matcher($1?).map_err(|e| ctx.fail($span.start(), e))
                 }
-        |       IDENTIFIER match_op match_op
-                {
-                        let op = $3?.val;
-                        Err(format!("unexpected '{op}' in label matching, expected string"))
-
-                }
-        |       string_identifier match_op match_op
-                {
-                        let op = $3?.val;
-                        Err(format!("unexpected '{op}' in label matching, expected string"))
-
-                }
-        |       IDENTIFIER match_op match_op STRING
-                {
-                        let op = $3?.val;
-                        Err(format!("unexpected '{op}' in label matching, expected string"))
-
-                }
-        |       string_identifier match_op match_op STRING
-                {
-                        let op = $3?.val;
-                        Err(format!("unexpected '{op}' in label matching, expected string"))
-
-                }
-        |       IDENTIFIER match_op match_op IDENTIFIER
-                {
-                        let op = $3?.val;
-                        Err(format!("unexpected '{op}' in label matching, expected string"))
-
-                }
-        |       string_identifier match_op match_op IDENTIFIER
-                {
-                        let op = $3?.val;
-                        Err(format!("unexpected '{op}' in label matching, expected string"))
-
-                }
-        |       IDENTIFIER match_op IDENTIFIER
-                {
-                        let id = lexeme_to_string($lexer, &$3)?;
-                        Err(format!("unexpected identifier '{id}' in label matching, expected string"))
-                }
-        |       string_identifier match_op IDENTIFIER
-                {
-                        let id = lexeme_to_string($lexer, &$3)?;
-                        Err(format!("unexpected identifier '{id}' in label matching, expected string"))
-                }
-        |       IDENTIFIER
-                {
-                        let id = lexeme_to_string($lexer, &$1)?;
-                        Err(format!("invalid label matcher, expected label matching operator after '{id}'"))
-                }
+        |       IDENTIFIER match_op match_op { Err(ctx.unexpected_from($span.start(), 2)) }
+        |       string_identifier match_op match_op { Err(ctx.unexpected_from($span.start(), 2)) }
+        |       IDENTIFIER match_op match_op STRING { Err(ctx.unexpected_from($span.start(), 2)) }
+        |       string_identifier match_op match_op STRING { Err(ctx.unexpected_from($span.start(), 2)) }
+        |       IDENTIFIER match_op match_op IDENTIFIER { Err(ctx.unexpected_from($span.start(), 2)) }
+        |       string_identifier match_op match_op IDENTIFIER { Err(ctx.unexpected_from($span.start(), 2)) }
+        |       IDENTIFIER match_op IDENTIFIER { Err(ctx.unexpected_from($span.start(), 2)) }
+        |       string_identifier match_op IDENTIFIER { Err(ctx.unexpected_from($span.start(), 2)) }
+        |       IDENTIFIER { Err(ctx.unexpected_from($span.start(), 1)) }
 ;
 
 /*
@@ -659,44 +673,49 @@ match_op -> Result<Token, String>:
 /*
  * Literals.
  */
-number_literal -> Result<Expr, String>:
+number_literal -> Result<Node, PosError>:
                 NUMBER
                 {
-                        let num = parse_str_radix($lexer.span_str($span))?;
-                        Ok(Expr::from(num))
+                        let text = $lexer.span_str($span);
+                        let num = parse_str_radix(text).map_err(|_| ctx.fail($span.start(), number_error(text)))?;
+                        Ok(Node::leaf(Expr::from(num), $span.start()))
                 }
         |       DURATION
                 {
-                        let duration = parse_duration($lexer.span_str($span))?;
-                        Ok(Expr::from(duration.as_secs_f64()))
+                        let duration = parse_duration($lexer.span_str($span)).map_err(|e| ctx.fail($span.start(), e))?;
+                        Ok(Node::leaf(Expr::from(duration.as_secs_f64()), $span.start()))
                 }
 ;
 
-string_literal -> Result<Expr, String>:
-                STRING { Ok(Expr::from(unquote_string(&span_to_string($lexer, $span))?)) }
+string_literal -> Result<Node, PosError>:
+                STRING
+                {
+                        let s = unquote_string(&span_to_string($lexer, $span)).map_err(|e| ctx.fail($span.start(), e))?;
+                        Ok(Node::leaf(Expr::from(s), $span.start()))
+                }
 ;
 
-string_identifier -> Result<String, String>:
+string_identifier -> Result<String, PosError>:
                 STRING {
-                        let name = unquote_string(&span_to_string($lexer, $span))?;
-                        Ok(name)
+                        unquote_string(&span_to_string($lexer, $span)).map_err(|e| ctx.fail($span.start(), e))
                 }
 ;
 
-duration -> Result<Duration, String>:
-                DURATION { parse_duration($lexer.span_str($span)) }
+duration -> Result<Duration, PosError>:
+                DURATION { parse_duration($lexer.span_str($span)).map_err(|e| ctx.fail($span.start(), e)) }
         |       NUMBER
                 {
-                        let num = parse_str_radix($lexer.span_str($span))?;
+                        let text = $lexer.span_str($span);
+                        let num = parse_str_radix(text).map_err(|_| ctx.fail($span.start(), number_error(text)))?;
                         // Hearth patch: an out-of-range number is an error, not a panic.
-                        Duration::try_from_secs_f64(num).map_err(|e| format!("not a valid duration {num}: {e}"))
+                        Duration::try_from_secs_f64(num).map_err(|e| ctx.fail($span.start(), format!("not a valid duration {num}: {e}")))
                 }
 ;
 
 /*
  * Wrappers for optional arguments.
  */
-maybe_duration -> Result<Option<Duration>, String>:
+maybe_duration -> Result<Option<Duration>, PosError>:
                 { Ok(None) }
         |       duration { $1.map(Some) }
 ;
@@ -705,13 +724,79 @@ maybe_duration -> Result<Option<Duration>, String>:
 
 use std::time::Duration;
 use crate::label::{Labels, Matcher, Matchers};
-use crate::parser::{AtModifier, BinModifier, Expr, FunctionArgs, LabelModifier, Offset, VectorMatchCardinality, VectorMatchFillValues};
-use crate::parser::ast::check_ast;
+use crate::parser::{AtModifier, BinModifier, Expr, FunctionArgs, LabelModifier, Offset, UnaryExpr, VectorMatchCardinality, VectorMatchFillValues};
 use crate::parser::function::get_function;
-use crate::parser::lex::is_label;
+use crate::parser::lex::{is_label, LexemeType};
+use crate::parser::position::{describe_token, go_quote, Kid, Node, ParseCtx, PosError};
 use crate::parser::production::{lexeme_to_string, lexeme_to_token, span_to_string};
 use crate::parser::token::{Token, T_IDENTIFIER};
 use crate::util::{parse_duration, parse_str_radix, unquote_string};
+
+/// Hearth patch: an aggregation's node; its errors are at the operator.
+fn aggregate(
+    ctx: &ParseCtx,
+    start: usize,
+    op: Result<Token, String>,
+    modifier: Option<Result<LabelModifier, PosError>>,
+    body: Result<(FunctionArgs, Vec<Kid>), PosError>,
+) -> Result<Node, PosError> {
+    let op = op?;
+    let modifier = modifier.transpose()?;
+    let (args, kids) = body?;
+    let expr = Expr::new_aggregate_expr(op.id(), modifier, args).map_err(|e| ctx.fail(start, e))?;
+    Ok(Node::new(expr, start, start, kids))
+}
+
+/// Hearth patch: a binary expression's node, with its operator's position.
+fn binary(
+    lhs: Result<Node, PosError>,
+    op: Result<LexemeType, LexemeType>,
+    modifier: Result<Option<BinModifier>, PosError>,
+    rhs: Result<Node, PosError>,
+) -> Result<Node, PosError> {
+    let lhs = lhs?;
+    let op = op.map_err(|_| PosError::from(String::from("ParseError")))?;
+    let modifier = modifier?;
+    let rhs = rhs?;
+    let (lhs, lhs_kid) = lhs.split();
+    let (rhs, rhs_kid) = rhs.split();
+    let start = lhs_kid.start;
+    let expr = Expr::new_binary_expr(lhs, op.tok_id(), modifier, rhs)?;
+    Ok(Node::new(expr, start, op.span().start(), vec![lhs_kid, rhs_kid]))
+}
+
+/// Hearth patch: an offset's errors are at the start of the expression it
+/// modifies.
+fn offset(
+    ctx: &ParseCtx,
+    node: Result<Node, PosError>,
+    offset: Result<Offset, PosError>,
+) -> Result<Node, PosError> {
+    let node = node?;
+    let offset = offset?;
+    let start = node.start;
+    node.try_map(|e| e.offset_expr(offset).map_err(|e| ctx.fail(start, e)))
+}
+
+/// Hearth patch: an `@ <number>`'s errors are at the start of the
+/// expression it modifies.
+fn at(
+    ctx: &ParseCtx,
+    node: Result<Node, PosError>,
+    number: Result<Expr, PosError>,
+) -> Result<Node, PosError> {
+    let node = node?;
+    let number = number?;
+    let start = node.start;
+    let at = AtModifier::try_from(number).map_err(|e| ctx.fail(start, e))?;
+    node.try_map(|e| e.at_expr(at).map_err(|e| ctx.fail(start, e)))
+}
+
+/// Hearth patch: Prometheus's message for a number it cannot parse (Go's
+/// `strconv.ParseFloat` error).
+fn number_error(text: &str) -> String {
+    format!("error parsing number: strconv.ParseFloat: parsing {}: invalid syntax", go_quote(text))
+}
 
 fn update_optional_matching(
     modifier: Option<BinModifier>,

@@ -83,7 +83,8 @@ pub fn parse_duration(ds: &str) -> Result<Duration, String> {
     }
 
     if !DURATION_RE.is_match(ds) {
-        return Err(format!("not a valid duration string: {ds}"));
+        // Hearth patch: quoted, as Prometheus says it.
+        return Err(format!("not a valid duration string: {ds:?}"));
     }
 
     let caps = DURATION_RE.captures(ds).unwrap();
