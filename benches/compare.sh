@@ -131,7 +131,7 @@ run_hearth() {
     port=$(python3 "$BENCH/report.py" freeport)
     rm -rf "$TMP/hearth-data"
     ingest "hearth-$1" "$port" hearth_tsdb_head_series \
-        "$HEARTH" standalone --storage.tsdb.path "$TMP/hearth-data" --web.listen-address "127.0.0.1:$port"
+        "$HEARTH" standalone --config.file "$TMP/empty.yml" --storage.tsdb.path "$TMP/hearth-data" --web.listen-address "127.0.0.1:$port"
 }
 run_prometheus() {
     local port

@@ -443,8 +443,8 @@ def main():
         f.write("global:\n  scrape_interval: 1m\nscrape_configs: []\n")
 
     servers = {
-        "hearth": lambda d, addr: [args.hearth, "standalone", "--storage.tsdb.path", d,
-                                   "--web.listen-address", addr],
+        "hearth": lambda d, addr: [args.hearth, "standalone", "--config.file=" + cfg,
+                                   "--storage.tsdb.path", d, "--web.listen-address", addr],
         "prometheus": lambda d, addr: [args.prometheus, "--config.file=" + cfg, "--storage.tsdb.path", d,
                                        "--web.listen-address", addr, "--web.enable-remote-write-receiver"],
     }

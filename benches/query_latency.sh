@@ -63,7 +63,7 @@ while [ "$PPORT" = "$HPORT" ]; do PPORT=$(freeport); done
 
 mkdir -p "$TMP/hearth" "$TMP/prom"
 echo "scrape_configs: []" > "$TMP/empty.yml"
-"$HEARTH" standalone --storage.tsdb.path "$TMP/hearth" \
+"$HEARTH" standalone --config.file "$TMP/empty.yml" --storage.tsdb.path "$TMP/hearth" \
     --web.listen-address "127.0.0.1:$HPORT" >"$TMP/hearth.log" 2>&1 &
 PIDS+=($!)
 HPID=$!

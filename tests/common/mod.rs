@@ -29,17 +29,44 @@ pub struct Standalone {
 }
 
 impl Standalone {
+    /// Starts a server on `data`. Unless `extra` names a `--config.file`,
+    /// it gets one without scrape jobs, so that only what a test writes is
+    /// stored (without one the server would scrape itself).
     pub fn start(data: &Path, extra: &[&str]) -> Standalone {
         let port = free_port();
         let log = std::fs::File::create(data.with_extension(format!("{port}.log")))
             .expect("create log file");
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if !extra.iter().any(|a| a.starts_with("--config.file")) {
+            let config = data.with_extension("empty.yml");
+            std::fs::write(&config, "scrape_configs: []\n").expect("write empty config");
+            args.push(format!("--config.file={}", config.display()));
+        }
+        Self::spawn(data, port, log, &args)
+    }
+
+    /// Starts a server on `data` with exactly the flags in `extra`.
+    pub fn start_exact(data: &Path, extra: &[&str]) -> Standalone {
+        Self::start_on(data, free_port(), extra)
+    }
+
+    /// [`Self::start_exact`] on a given port (for configurations that
+    /// scrape the server itself).
+    pub fn start_on(data: &Path, port: u16, extra: &[&str]) -> Standalone {
+        let log = std::fs::File::create(data.with_extension(format!("{port}.log")))
+            .expect("create log file");
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Self::spawn(data, port, log, &args)
+    }
+
+    fn spawn(data: &Path, port: u16, log: std::fs::File, args: &[String]) -> Standalone {
         let child = Command::new(hearth_bin())
             .arg("standalone")
             .arg("--storage.tsdb.path")
             .arg(data)
             .arg("--web.listen-address")
             .arg(format!("127.0.0.1:{port}"))
-            .args(extra)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -204,14 +231,21 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts it on a free loopback port with its data under `dir`.
     pub fn start(dir: &Path) -> Prometheus {
+        std::fs::create_dir_all(dir).expect("create the Prometheus dir");
+        let config = dir.join("prometheus.yml");
+        std::fs::write(&config, "global:\n  scrape_interval: 1h\n").expect("write prometheus.yml");
+        Self::start_with_config(dir, &config)
+    }
+
+    /// Starts it with the configuration file `config`, data under `dir`.
+    pub fn start_with_config(dir: &Path, config: &Path) -> Prometheus {
+        std::fs::create_dir_all(dir).expect("create the Prometheus dir");
         let ok = Command::new("prometheus")
             .arg("--version")
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
         assert!(ok, "prometheus (Debian package `prometheus`) is required: run scripts/test, which installs it");
-        let config = dir.join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 1h\n").expect("write prometheus.yml");
         let port = free_port();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))

@@ -15,6 +15,8 @@ mod parse_query;
 pub mod query;
 pub mod remote_write;
 pub mod status;
+pub mod targets;
+pub mod ui;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -58,6 +60,11 @@ pub struct ApiState {
     /// What the status endpoints report (shared: the state is cloned for
     /// every request).
     pub status: Arc<status::StatusInfo>,
+    /// Reloads the configuration on `POST /-/reload` (`None`: the lifecycle
+    /// API is off, as Prometheus without `--web.enable-lifecycle`).
+    pub reloader: Option<Arc<dyn Reload>>,
+    /// What scrapes, for the targets API (`None`: nothing scrapes here).
+    pub targets: Option<Arc<dyn targets::TargetsSource>>,
     /// The process registry served on `/metrics`.
     pub registry: Arc<prometheus_client::registry::Registry>,
     pub clock: Clock,
@@ -67,6 +74,13 @@ impl ApiState {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
+}
+
+/// Reloads the configuration (`POST /-/reload`, SIGHUP).
+pub trait Reload: Send + Sync {
+    /// Loads the configuration file again and applies it; on failure the
+    /// previous configuration stays in force and the error is returned.
+    fn reload(&self) -> Result<(), String>;
 }
 
 /// The routes of this crate. Other crates merge theirs (PromQL, UI) in.
@@ -99,14 +113,19 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
+        .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v1/targets/metadata", get(targets::metadata))
+        .route("/api/v1/scrape_pools", get(targets::scrape_pools))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             readiness_gate,
         ));
     Router::new()
         .merge(api)
+        .merge(ui::routes())
         .route("/-/healthy", get(healthy).head(healthy))
         .route("/-/ready", get(ready).head(ready))
+        .route("/-/reload", post(reload).put(reload))
         .route("/metrics", get(metrics::handle))
         // The fastest level: query responses are repetitive JSON, level 1
         // gets most of the size reduction at a fraction of the CPU. Bodies
@@ -143,6 +162,27 @@ fn not_ready() -> Response {
 
 async fn healthy(axum::extract::State(state): axum::extract::State<ApiState>) -> Response {
     format!("{} is Healthy.\n", state.component).into_response()
+}
+
+/// Prometheus's answers: 403 when the lifecycle API is off, 500 with the
+/// error when the new configuration fails to load.
+async fn reload(axum::extract::State(state): axum::extract::State<ApiState>) -> Response {
+    let Some(reloader) = state.reloader.clone() else {
+        return (StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n").into_response();
+    };
+    match tokio::task::spawn_blocking(move || reloader.reload()).await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}\n"),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn ready(axum::extract::State(state): axum::extract::State<ApiState>) -> Response {

@@ -1,9 +1,9 @@
 //! `/api/v1/metadata`: metric metadata (type, help, unit) per metric family.
 //!
-//! Filled from what remote-write senders ship (1.0 `metadata`, 2.0
-//! per-series metadata); the scraper will add what it scrapes. Distinct
-//! entries per family are kept, the newest last, at most
-//! [`MAX_PER_FAMILY`].
+//! From what remote-write senders ship (1.0 `metadata`, 2.0 per-series
+//! metadata), kept here, and from what the scraper's targets currently
+//! expose. Distinct entries per family are kept, the newest last, at most
+//! [`MAX_PER_FAMILY`] of the remote-written ones.
 
 use std::collections::BTreeMap;
 
@@ -78,7 +78,21 @@ pub async fn handle(State(state): State<ApiState>, params: Params) -> ApiResult<
     let metric = params.get("metric").filter(|m| !m.is_empty());
     let mut out = String::from("{");
     let mut n = 0i64;
-    for (family, entries) in state.metadata.snapshot() {
+    let mut families = state.metadata.snapshot();
+    if let Some(targets) = &state.targets {
+        for m in targets.metadata() {
+            let entry = MetricMetadata {
+                metric_type: m.metric_type,
+                help: m.help,
+                unit: m.unit,
+            };
+            let list = families.entry(m.metric).or_default();
+            if !list.contains(&entry) {
+                list.push(entry);
+            }
+        }
+    }
+    for (family, entries) in families {
         if metric.is_some_and(|m| m != family) {
             continue;
         }

@@ -32,13 +32,26 @@ pub trait TsdbStatusSource: Send + Sync {
     fn tsdb_status(&self, limit: usize) -> TsdbStatus;
 }
 
+/// The configuration as last (re)loaded.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigStatus {
+    /// The loaded configuration as YAML, secrets redacted (empty when
+    /// there is none).
+    pub yaml: String,
+    /// Whether the last reload succeeded (a failed one keeps the previous
+    /// configuration).
+    pub last_reload_ok: bool,
+    /// When the configuration was last loaded successfully (ms).
+    pub last_load_ms: i64,
+}
+
 /// What the status endpoints report about the process.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct StatusInfo {
     /// Command-line flags, name (without dashes) to value.
     pub flags: BTreeMap<String, String>,
-    /// The loaded configuration as YAML (empty when there is none).
-    pub config_yaml: String,
+    /// The configuration, updated by reloads.
+    pub config: parking_lot::RwLock<ConfigStatus>,
     /// `--storage.tsdb.retention.time` as given, e.g. `15d`.
     pub storage_retention: String,
     pub start_time: i64,
@@ -65,7 +78,7 @@ fn string(v: &str) -> String {
     s
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     t.format(&time::format_description::well_known::Rfc3339)
@@ -104,7 +117,8 @@ pub async fn flags(State(state): State<ApiState>) -> Response {
 }
 
 pub async fn config(State(state): State<ApiState>) -> Response {
-    json::success(&object(&[("yaml", string(&state.status.config_yaml))]), &[])
+    let yaml = state.status.config.read().yaml.clone();
+    json::success(&object(&[("yaml", string(&yaml))]), &[])
 }
 
 pub async fn runtimeinfo(State(state): State<ApiState>) -> Response {
@@ -115,6 +129,7 @@ pub async fn runtimeinfo(State(state): State<ApiState>) -> Response {
         .unwrap_or_default()
         .trim()
         .to_string();
+    let config = state.status.config.read().clone();
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -123,8 +138,8 @@ pub async fn runtimeinfo(State(state): State<ApiState>) -> Response {
         ("CWD", string(&cwd)),
         ("hostname", string(&hostname)),
         ("serverTime", string(&rfc3339((state.clock)()))),
-        ("reloadConfigSuccess", "true".into()),
-        ("lastConfigTime", string(&rfc3339(state.status.start_time))),
+        ("reloadConfigSuccess", config.last_reload_ok.to_string()),
+        ("lastConfigTime", string(&rfc3339(config.last_load_ms))),
         ("corruptionCount", "0".into()),
         ("goroutineCount", "0".into()),
         ("GOMAXPROCS", cpus.to_string()),

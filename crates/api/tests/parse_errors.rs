@@ -52,6 +52,8 @@ fn app() -> axum::Router {
         metrics,
         metadata: Arc::default(),
         status: Default::default(),
+        reloader: None,
+        targets: None,
         registry: Arc::new(registry),
         clock: Arc::new(|| 1_000_000),
     })

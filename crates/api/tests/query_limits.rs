@@ -77,6 +77,8 @@ fn app(delay: Duration, max_samples: usize) -> axum::Router {
         metrics,
         metadata: Arc::default(),
         status: Default::default(),
+        reloader: None,
+        targets: None,
         registry: Arc::new(registry),
         clock: Arc::new(|| 1_000_000),
     })

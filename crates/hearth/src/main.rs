@@ -2,6 +2,7 @@
 //! every component; each subcommand lives in its own module.
 
 mod flags;
+mod scraping;
 mod standalone;
 mod tools;
 

@@ -1,5 +1,6 @@
-//! `hearth standalone`: the TSDB, remote write and the HTTP API in one
-//! process on a local directory.
+//! `hearth standalone`: the scraper, the TSDB, remote write, the HTTP API
+//! and the UI in one process on a local directory. Without
+//! `--config.file` it scrapes itself.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -15,6 +16,13 @@ use crate::flags;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Prometheus configuration file (scrape jobs, discovery, relabeling).
+    /// Without one, the server scrapes itself every 15 s.
+    #[arg(long = "config.file", env = "HEARTH_CONFIG_FILE")]
+    config_file: Option<std::path::PathBuf>,
+    /// Enable shutdown and reload via HTTP request (`POST /-/reload`).
+    #[arg(long = "web.enable-lifecycle", default_value_t = false)]
+    enable_lifecycle: bool,
     /// Base path for metrics storage.
     #[arg(
         long = "storage.tsdb.path",
@@ -67,6 +75,14 @@ fn flags_map(args: &Args) -> std::collections::BTreeMap<String, String> {
     let mut put = |k: &str, v: String| {
         m.insert(k.to_string(), v);
     };
+    put(
+        "config.file",
+        args.config_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    );
+    put("web.enable-lifecycle", args.enable_lifecycle.to_string());
     put("storage.tsdb.path", args.storage_path.display().to_string());
     put("web.listen-address", args.listen_address.to_string());
     put("storage.tsdb.retention.time", args.retention_time.clone());
@@ -126,6 +142,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let db = Arc::new(db);
 
     registry.register_collector(Box::new(TsdbCollector(db.clone())));
+    let status = Arc::new(hearth_api::status::StatusInfo {
+        flags: flags_map(&args),
+        config: Default::default(),
+        storage_retention: args.retention_time.clone(),
+        start_time: started,
+        tsdb: Some(Arc::new(TsdbStatus(db.clone()))),
+    });
+    let clock = hearth_api::system_clock();
+    let scraping = crate::scraping::Scraping::start(
+        args.config_file.clone(),
+        args.listen_address,
+        db.clone(),
+        status.clone(),
+        clock.clone(),
+    )
+    .context("load the configuration")?;
+    scraping.reload_on_sighup();
     let state = ApiState {
         component: "Hearth standalone",
         queryable: db.clone(),
@@ -139,15 +172,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ready: ready.clone(),
         metrics,
         metadata: Arc::default(),
-        status: Arc::new(hearth_api::status::StatusInfo {
-            flags: flags_map(&args),
-            config_yaml: String::new(),
-            storage_retention: args.retention_time.clone(),
-            start_time: started,
-            tsdb: Some(Arc::new(TsdbStatus(db.clone()))),
-        }),
+        status,
+        reloader: args
+            .enable_lifecycle
+            .then(|| scraping.clone() as Arc<dyn hearth_api::Reload>),
+        targets: Some(scraping.clone()),
         registry: Arc::new(registry),
-        clock: hearth_api::system_clock(),
+        clock,
     };
     let app = hearth_api::router(state);
     ready.store(true, std::sync::atomic::Ordering::Release);
@@ -170,6 +201,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("serve HTTP")?;
     shutdown.cancel();
+    scraping.stop().await;
     compactor.await?;
     db.close().context("close storage")?;
     Ok(())
