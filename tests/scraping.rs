@@ -182,3 +182,53 @@ fn an_invalid_configuration_stops_startup() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bogus"), "{err}");
 }
+
+#[test]
+fn hearth_scrape_scrapes_into_its_tsdb_without_the_query_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let file = dir.path().join("prometheus.yml");
+    std::fs::write(&file, config(port, &["self"])).unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(common::hearth_bin())
+        .arg("scrape")
+        .arg(format!("--config.file={}", file.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let healthy = wait_for(30, "two scrapes", || {
+        let v: Value = reqwest::blocking::get(format!("{base}/api/v1/targets"))
+            .ok()?
+            .json()
+            .ok()?;
+        let t = &v["data"]["activeTargets"][0];
+        (t["health"] == "up").then(|| t.clone())
+    });
+    assert_eq!(healthy["scrapePool"], "self");
+    std::thread::sleep(Duration::from_millis(1500));
+    // No PromQL, no remote write here.
+    let r = reqwest::blocking::get(format!("{base}/api/v1/query?query=up")).unwrap();
+    assert_eq!(r.status(), 404);
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{base}/api/v1/write"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    // What it scraped is in its TSDB.
+    let up: Vec<_> = common::dump(&data)
+        .into_iter()
+        .filter(|d| d.labels.starts_with("{__name__=\"up\""))
+        .collect();
+    assert!(!up.is_empty());
+    assert!(up.iter().all(|d| f64::from_bits(d.bits) == 1.0));
+}

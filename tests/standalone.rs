@@ -512,6 +512,10 @@ fn query_api_answers_like_prometheus() {
     );
     let (status, _) = get_json(&client, &s.url("/api/v1/status/tsdb?limit=0"));
     assert_eq!(status, 400);
+    // The harness's configuration without jobs, with Prometheus's defaults.
     let (_, v) = get_json(&client, &s.url("/api/v1/status/config"));
-    assert_eq!(v["data"], serde_json::json!({"yaml": ""}));
+    assert_eq!(
+        v["data"]["yaml"],
+        "global:\n  scrape_interval: 1m\n  scrape_timeout: 10s\n  evaluation_interval: 1m\n"
+    );
 }

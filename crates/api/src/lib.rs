@@ -142,6 +142,31 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// The routes of `hearth scrape`: no query, metadata or write API; the
+/// probes, `/metrics`, reload, the targets and status endpoints.
+pub fn scraper_router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v1/targets/metadata", get(targets::metadata))
+        .route("/api/v1/scrape_pools", get(targets::scrape_pools))
+        .route("/api/v1/status/buildinfo", get(status::buildinfo))
+        .route("/api/v1/status/flags", get(status::flags))
+        .route("/api/v1/status/config", get(status::config))
+        .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
+        .route("/api/v1/status/tsdb", get(status::tsdb))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            readiness_gate,
+        ));
+    Router::new()
+        .merge(api)
+        .route("/-/healthy", get(healthy).head(healthy))
+        .route("/-/ready", get(ready).head(ready))
+        .route("/-/reload", post(reload).put(reload))
+        .route("/metrics", get(metrics::handle))
+        .with_state(state)
+}
+
 async fn readiness_gate(
     axum::extract::State(state): axum::extract::State<ApiState>,
     req: axum::extract::Request,

@@ -29,8 +29,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Everything in one process on a local directory: TSDB, remote write and the HTTP API.
+    /// Everything in one process on a local directory: scraper, TSDB, remote write, PromQL, the HTTP API and the UI.
     Standalone(standalone::Args),
+    /// The scraper into a local TSDB, without the query API (for the distributed setup, where the sidecar ships its blocks).
+    Scrape(standalone::Args),
     /// Offline tools: backfill blocks from OpenMetrics.
     Tools(tools::Args),
 }
@@ -46,7 +48,13 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(standalone::run(args))
+            rt.block_on(standalone::run(args, standalone::Mode::Standalone))
+        }
+        Command::Scrape(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(standalone::run(args, standalone::Mode::Scrape))
         }
         Command::Tools(args) => tools::run(args),
     }

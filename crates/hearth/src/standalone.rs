@@ -111,7 +111,17 @@ fn flags_map(args: &Args) -> std::collections::BTreeMap<String, String> {
     m
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+/// What the process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Everything: remote write, PromQL and the metadata API, the UI.
+    Standalone,
+    /// `hearth scrape`: scraping into the local TSDB; the HTTP server has
+    /// the probes, `/metrics`, reload, the targets and status endpoints.
+    Scrape,
+}
+
+pub async fn run(args: Args, mode: Mode) -> anyhow::Result<()> {
     let started = hearth_api::system_clock()();
     let retention_time = flags::duration_ms(&args.retention_time).map_err(anyhow::Error::msg)?;
     let opts = DbOptions {
@@ -160,7 +170,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     .context("load the configuration")?;
     scraping.reload_on_sighup();
     let state = ApiState {
-        component: "Hearth standalone",
+        component: match mode {
+            Mode::Standalone => "Hearth standalone",
+            Mode::Scrape => "Hearth scraper",
+        },
         queryable: db.clone(),
         engine_options: hearth_promql::EngineOptions {
             lookback_delta_ms: args.lookback_delta,
@@ -180,7 +193,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         registry: Arc::new(registry),
         clock,
     };
-    let app = hearth_api::router(state);
+    let app = match mode {
+        Mode::Standalone => hearth_api::router(state),
+        Mode::Scrape => hearth_api::scraper_router(state),
+    };
     ready.store(true, std::sync::atomic::Ordering::Release);
 
     let shutdown = CancellationToken::new();
