@@ -5,58 +5,19 @@
 //! error positions are Prometheus 3's too), except where a comment says
 //! Prometheus 3 differs.
 
-use std::sync::atomic::AtomicBool;
+mod common;
+
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use hearth_api::{router, ApiMetrics, ApiState};
-use hearth_model::{Matcher, Timestamp};
-use hearth_storage_api::{LabelsResult, Queryable, Result, SelectHints, SeriesSet};
+use common::Empty;
+use hearth_api::router;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-/// A storage with no series.
-struct Empty;
-
-#[async_trait::async_trait]
-impl Queryable for Empty {
-    async fn select(&self, _: &[Matcher], _: SelectHints) -> Result<SeriesSet> {
-        Ok(SeriesSet::default())
-    }
-
-    async fn label_names(&self, _: &[Matcher], _: Timestamp, _: Timestamp) -> Result<LabelsResult> {
-        Ok(LabelsResult::default())
-    }
-
-    async fn label_values(
-        &self,
-        _: &str,
-        _: &[Matcher],
-        _: Timestamp,
-        _: Timestamp,
-    ) -> Result<LabelsResult> {
-        Ok(LabelsResult::default())
-    }
-}
-
 fn app() -> axum::Router {
-    let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = Arc::new(ApiMetrics::new(&mut registry));
-    router(ApiState {
-        component: "Hearth test",
-        queryable: Arc::new(Empty),
-        engine_options: hearth_promql::EngineOptions::default(),
-        appendable: None,
-        ready: Arc::new(AtomicBool::new(true)),
-        metrics,
-        metadata: Arc::default(),
-        status: Default::default(),
-        reloader: None,
-        targets: None,
-        registry: Arc::new(registry),
-        clock: Arc::new(|| 1_000_000),
-    })
+    router(common::state(Arc::new(Empty), Default::default(), None))
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {

@@ -1,13 +1,14 @@
 //! The query limits through the HTTP API, with Prometheus's errors: too many
 //! samples (422 `execution`) and timeouts (503 `timeout`).
 
-use std::sync::atomic::AtomicBool;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use hearth_api::{router, ApiMetrics, ApiState};
+use hearth_api::router;
 use hearth_model::chunkenc::{Encoding, XorChunk};
 use hearth_model::{Labels, Matcher, Timestamp};
 use hearth_storage_api::{
@@ -63,25 +64,11 @@ impl Queryable for OneSeries {
 }
 
 fn app(delay: Duration, max_samples: usize) -> axum::Router {
-    let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = Arc::new(ApiMetrics::new(&mut registry));
-    router(ApiState {
-        component: "Hearth test",
-        queryable: Arc::new(OneSeries { delay }),
-        engine_options: hearth_promql::EngineOptions {
-            max_samples,
-            ..Default::default()
-        },
-        appendable: None,
-        ready: Arc::new(AtomicBool::new(true)),
-        metrics,
-        metadata: Arc::default(),
-        status: Default::default(),
-        reloader: None,
-        targets: None,
-        registry: Arc::new(registry),
-        clock: Arc::new(|| 1_000_000),
-    })
+    let options = hearth_promql::EngineOptions {
+        max_samples,
+        ..Default::default()
+    };
+    router(common::state(Arc::new(OneSeries { delay }), options, None))
 }
 
 async fn get(app: axum::Router, query: &str) -> (StatusCode, serde_json::Value) {

@@ -1,44 +1,22 @@
 //! `/api/v1/targets`, `/api/v1/targets/metadata` and `/api/v1/scrape_pools`
 //! in Prometheus's shapes, over a fake scraper.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::Empty;
+use hearth_api::router;
 use hearth_api::targets::{
     ActiveTarget, DroppedTarget, Health, TargetMetadata, TargetsSnapshot, TargetsSource,
 };
-use hearth_api::{router, ApiMetrics, ApiState};
-use hearth_model::{Labels, Matcher, Timestamp};
-use hearth_storage_api::{LabelsResult, Queryable, Result, SelectHints, SeriesSet};
+use hearth_model::Labels;
 use http_body_util::BodyExt;
 use serde_json::json;
 use tower::ServiceExt;
-
-struct Empty;
-
-#[async_trait::async_trait]
-impl Queryable for Empty {
-    async fn select(&self, _: &[Matcher], _: SelectHints) -> Result<SeriesSet> {
-        Ok(SeriesSet::default())
-    }
-
-    async fn label_names(&self, _: &[Matcher], _: Timestamp, _: Timestamp) -> Result<LabelsResult> {
-        Ok(LabelsResult::default())
-    }
-
-    async fn label_values(
-        &self,
-        _: &str,
-        _: &[Matcher],
-        _: Timestamp,
-        _: Timestamp,
-    ) -> Result<LabelsResult> {
-        Ok(LabelsResult::default())
-    }
-}
 
 struct Fake;
 
@@ -112,22 +90,7 @@ impl TargetsSource for Fake {
 }
 
 fn app(targets: Option<Arc<dyn TargetsSource>>) -> axum::Router {
-    let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = Arc::new(ApiMetrics::new(&mut registry));
-    router(ApiState {
-        component: "Hearth test",
-        queryable: Arc::new(Empty),
-        engine_options: Default::default(),
-        appendable: None,
-        ready: Arc::new(AtomicBool::new(true)),
-        metrics,
-        metadata: Arc::default(),
-        status: Default::default(),
-        reloader: None,
-        targets,
-        registry: Arc::new(registry),
-        clock: Arc::new(|| 1_000_000),
-    })
+    router(common::state(Arc::new(Empty), Default::default(), targets))
 }
 
 async fn get(app: axum::Router, uri: &str) -> (StatusCode, serde_json::Value) {

@@ -23,6 +23,7 @@ pub mod manager;
 pub mod static_config;
 #[cfg(test)]
 mod testing;
+pub mod tls;
 
 pub use error::{Error, Result};
 pub use manager::Manager;

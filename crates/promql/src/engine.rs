@@ -15,7 +15,7 @@ use promql_parser::parser::Expr;
 use crate::duration_expr::{self, DurationContext};
 use crate::eval::{
     check_same_labelset, clamp_time, collect_selectors, push_point, selector_key,
-    selector_matchers, without_name, Evaluator, StoredSeries,
+    selector_matchers, without_name, Evaluator, FastMap, StoredSeries,
 };
 use crate::info::{add_default_info_selectors, rewrite_info_selectors};
 use crate::range_modifiers::{self, RangeModifier};
@@ -165,7 +165,7 @@ impl Engine {
         let mut ev = self
             .prepare(storage, query, &expr, modifiers, start_ms, end_ms, step_ms)
             .await?;
-        let mut by_labels: HashMap<Labels, usize> = HashMap::new();
+        let mut by_labels: FastMap<Labels, usize> = FastMap::default();
         let mut series: Vec<Series> = Vec::new();
         // A step-invariant expression (every selector pinned with `@`, no
         // time-dependent function) is evaluated once, as Prometheus does.

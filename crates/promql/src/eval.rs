@@ -673,7 +673,7 @@ impl Evaluator<'_> {
         // Outer steps ascend: inner results before this window are done.
         self.subquery_cache
             .retain(|(k, ts), _| *k != key || *ts >= start);
-        let mut by_labels: HashMap<Labels, usize> = HashMap::new();
+        let mut by_labels: FastMap<Labels, usize> = FastMap::default();
         let mut series: Vec<Series> = Vec::new();
         // Evaluate the inner steps not cached yet, then read them all.
         let mut steps = Vec::new();
@@ -768,7 +768,7 @@ pub(crate) fn check_same_labelset(v: &[Sample]) -> Result<()> {
 
 /// Appends a point to the series with `metric`, creating it when new.
 pub(crate) fn push_point(
-    by_labels: &mut HashMap<Labels, usize>,
+    by_labels: &mut FastMap<Labels, usize>,
     series: &mut Vec<Series>,
     metric: Labels,
     drop_name: bool,

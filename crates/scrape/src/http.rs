@@ -1,12 +1,20 @@
-//! The scrape request: a job's HTTP client (auth, proxy, redirects), the
-//! headers Prometheus 3 sends (`Accept` from `scrape_protocols`,
-//! `Accept-Encoding`, `User-Agent`, `X-Prometheus-Scrape-Timeout-Seconds`),
-//! and reading the answer within `body_size_limit`, gunzipped.
+//! The scrape request: a job's HTTP client (auth, proxy, redirects, TLS
+//! from `tls_config`), the headers Prometheus 3 sends (`Accept` from
+//! `scrape_protocols`, `Accept-Encoding`, `User-Agent`,
+//! `X-Prometheus-Scrape-Timeout-Seconds`), and reading the answer within
+//! `body_size_limit`, gunzipped.
 
 use std::io::Read;
+use std::sync::Arc;
 
+use hearth_config::http::HttpClientConfig;
 use hearth_config::{NameValidationScheme, ScrapeConfig, ScrapeProtocol};
+use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION};
+
+use hearth_discovery::tls::{
+    describe_request_error, tls_client_config, tls_file_digests, TlsFileDigests,
+};
 
 use crate::error::{Error, Result};
 
@@ -71,7 +79,7 @@ pub(crate) struct Fetched {
 /// The HTTP side of a job's scrapes.
 #[derive(Debug, Clone)]
 pub(crate) struct Scraper {
-    client: std::result::Result<reqwest::Client, String>,
+    client: Arc<Mutex<JobClient>>,
     job: String,
     headers: HeaderMap,
     auth: Auth,
@@ -138,7 +146,7 @@ impl Scraper {
             Auth::None
         };
         Scraper {
-            client: build_client(job),
+            client: Arc::new(Mutex::new(JobClient::new(&job.http_client))),
             job: job.job_name.clone(),
             headers,
             auth,
@@ -148,13 +156,21 @@ impl Scraper {
 
     /// GETs `url` and reads the whole answer. The caller bounds the time.
     pub async fn fetch(&self, url: &str) -> Result<Fetched> {
-        let client = self.client.as_ref().map_err(|message| Error::Client {
-            job: self.job.clone(),
-            message: message.clone(),
-        })?;
+        let client = self
+            .client
+            .lock()
+            .current()
+            .map_err(|message| Error::Client {
+                job: self.job.clone(),
+                message,
+            })?;
         let request_error = |e: &dyn std::fmt::Display| Error::Request {
             url: url.to_string(),
             message: e.to_string(),
+        };
+        let send_error = |e: reqwest::Error| Error::Request {
+            url: url.to_string(),
+            message: describe_request_error(&e),
         };
         let mut request = client.get(url).headers(self.headers.clone());
         match &self.auth {
@@ -186,7 +202,7 @@ impl Scraper {
                 request = request.header(AUTHORIZATION, value);
             }
         }
-        let mut response = request.send().await.map_err(|e| request_error(&e))?;
+        let mut response = request.send().await.map_err(send_error)?;
         if response.status() != reqwest::StatusCode::OK {
             let status = response.status();
             return Err(Error::Status(format!(
@@ -207,7 +223,7 @@ impl Scraper {
         let gzip = header(reqwest::header::CONTENT_ENCODING).eq_ignore_ascii_case("gzip");
         let limit = self.body_size_limit;
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| request_error(&e))? {
+        while let Some(chunk) = response.chunk().await.map_err(send_error)? {
             body.extend_from_slice(&chunk);
             if !gzip && limit > 0 && body.len() as u64 >= limit {
                 return Err(Error::BodySizeLimit);
@@ -220,20 +236,46 @@ impl Scraper {
     }
 }
 
-fn build_client(job: &ScrapeConfig) -> std::result::Result<reqwest::Client, String> {
-    let http = &job.http_client;
+/// A job's reqwest client, rebuilt when a file of its `tls_config` changes.
+#[derive(Debug)]
+struct JobClient {
+    config: HttpClientConfig,
+    client: std::result::Result<reqwest::Client, String>,
+    tls_files: TlsFileDigests,
+}
+
+impl JobClient {
+    fn new(config: &HttpClientConfig) -> JobClient {
+        JobClient {
+            config: config.clone(),
+            tls_files: tls_file_digests(&config.tls_config),
+            client: build_client(config),
+        }
+    }
+
+    /// The client for the next scrape, or why there is none.
+    fn current(&mut self) -> std::result::Result<reqwest::Client, String> {
+        let tls_files = tls_file_digests(&self.config.tls_config);
+        if tls_files != self.tls_files {
+            self.tls_files = tls_files;
+            self.client = build_client(&self.config);
+        }
+        self.client.clone()
+    }
+}
+
+fn build_client(http: &HttpClientConfig) -> std::result::Result<reqwest::Client, String> {
     if http.oauth2.is_some() {
         return Err("oauth2 is not supported".into());
-    }
-    if !http.tls_config.is_zero() {
-        return Err("tls_config is not supported (no TLS backend built in)".into());
     }
     let redirects = if http.follow_redirects {
         reqwest::redirect::Policy::limited(10)
     } else {
         reqwest::redirect::Policy::none()
     };
-    let mut builder = reqwest::Client::builder().redirect(redirects);
+    let mut builder = reqwest::Client::builder()
+        .redirect(redirects)
+        .use_preconfigured_tls(tls_client_config(&http.tls_config)?);
     if !http.proxy_url.is_empty() {
         let proxy = reqwest::Proxy::all(&http.proxy_url).map_err(|e| e.to_string())?;
         let proxy = proxy.no_proxy(reqwest::NoProxy::from_string(&http.no_proxy));

@@ -116,10 +116,27 @@ impl Matcher {
     ///
     /// Regex used in PromQL are fully anchored.
     fn try_parse_re(original_re: &str) -> Result<Regex, String> {
+        // Hearth patch: compiled regexes are remembered process-wide (up to
+        // 4096 patterns, then the cache starts over); queries repeat their
+        // patterns and compiling costs more than parsing a small query.
+        static CACHE: std::sync::OnceLock<
+            std::sync::Mutex<std::collections::HashMap<String, Regex>>,
+        > = std::sync::OnceLock::new();
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some(r) = cache.lock().ok().and_then(|c| c.get(original_re).cloned()) {
+            return Ok(r);
+        }
         let re = format!("^(?:{})$", original_re);
-        Regex::new(&re)
+        let compiled = Regex::new(&re)
             .or_else(|_| Regex::new(&try_escape_for_repeat_re(&re)))
-            .map_err(|_| format!("illegal regex for {original_re}",))
+            .map_err(|_| format!("illegal regex for {original_re}",))?;
+        if let Ok(mut c) = cache.lock() {
+            if c.len() >= 4096 {
+                c.clear();
+            }
+            c.insert(original_re.to_string(), compiled.clone());
+        }
+        Ok(compiled)
     }
 
     pub fn new_matcher(id: TokenId, name: String, value: String) -> Result<Matcher, String> {
