@@ -257,6 +257,29 @@ const VALID: &[&str] = &[
 /// Prometheus itself prints for those actions fails to load again.
 const PROMTOOL_REJECTS_ITS_OWN_RENDERING: &[&str] = &["relabel-actions.yml"];
 
+/// The configurations Hearth ships for users (`deploy/config/`).
+fn shipped_examples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no example in {}", dir.display());
+    files
+}
+
+#[test]
+fn shipped_configs_are_accepted_by_both() {
+    for path in shipped_examples() {
+        let (ok, out) = promtool_check(&path);
+        assert!(ok, "{}: promtool rejected it:\n{out}", path.display());
+        Config::load_file(&path)
+            .unwrap_or_else(|e| panic!("{}: hearth-config rejected it: {e}", path.display()));
+    }
+}
+
 #[test]
 fn example_configs_are_accepted_by_both() {
     let dir = tempfile::tempdir().unwrap();
