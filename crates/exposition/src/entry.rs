@@ -199,3 +199,26 @@ impl PartialEq for Entry<'_> {
         }
     }
 }
+
+/// What [`Parser::next_raw`](crate::Parser::next_raw) yields: a sample line
+/// whose labels are not built yet, or any other entry.
+#[derive(Debug, Clone)]
+pub enum RawEntry<'a> {
+    Series(RawSeries<'a>),
+    /// Never [`Entry::Series`].
+    Other(Entry<'a>),
+}
+
+/// A sample line as exposed, its labels not built.
+#[derive(Debug, Clone)]
+pub struct RawSeries<'a> {
+    /// The series text: the line from the metric name (or `{`) to the end of
+    /// the label block (or of the name), as exposed. The same text in a
+    /// family of the same type always gives the same labels.
+    pub text: &'a [u8],
+    /// As [`Entry::Series`]'s.
+    pub value: f64,
+    pub timestamp: Option<i64>,
+    pub exemplar: Option<Exemplar>,
+    pub metric_type: MetricType,
+}

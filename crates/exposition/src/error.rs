@@ -82,6 +82,10 @@ pub enum Error {
     /// enforce, reported only by a parser in strict mode.
     #[error("line {line}: {message}")]
     NotConformant { line: usize, message: String },
+    /// [`Parser::series_labels`](crate::Parser::series_labels) called when
+    /// the last entry was not a series.
+    #[error("no series to build labels for")]
+    NoSeries,
     /// A response content type that no parser here can read.
     #[error("unsupported content type {content_type:?}: {reason}")]
     UnsupportedContentType {
@@ -107,7 +111,7 @@ impl Error {
             | Error::MissingEof { line }
             | Error::DataAfterEof { line }
             | Error::NotConformant { line, .. } => Some(*line),
-            Error::UnsupportedContentType { .. } => None,
+            Error::UnsupportedContentType { .. } | Error::NoSeries => None,
         }
     }
 }

@@ -20,7 +20,7 @@ pub mod float;
 mod parser;
 
 pub use content_type::{format_from_content_type, negotiate_format};
-pub use entry::{Entry, Exemplar, Format, MetricType};
+pub use entry::{Entry, Exemplar, Format, MetricType, RawEntry, RawSeries};
 pub use error::{Error, Result};
 pub use family::{belongs_to_family, is_series_part_of_family};
 pub use parser::Parser;

@@ -12,9 +12,9 @@ mod openmetrics;
 mod scratch;
 mod text;
 
-use hearth_model::NORMAL_NAN_BITS;
+use hearth_model::{Labels, NORMAL_NAN_BITS};
 
-use crate::entry::{Entry, Exemplar, Format};
+use crate::entry::{Entry, Exemplar, Format, RawEntry, RawSeries};
 use crate::error::{Error, Result};
 use crate::family::Families;
 use crate::float::parse_value;
@@ -58,6 +58,19 @@ pub struct Parser<'a> {
     series: LabelScratch<'a>,
     exemplar: LabelScratch<'a>,
     families: Families,
+    /// Where the series text (name and label block) of the sample line being
+    /// parsed ends.
+    series_end: usize,
+    /// The family type of the last series returned by [`Parser::next_raw`],
+    /// whose labels are still in `series`.
+    pending: Option<MetricType>,
+}
+
+/// What the format scanners return: a series is finished into an
+/// [`Entry::Series`] or a [`RawSeries`] by the caller.
+enum Parsed<'a> {
+    Entry(Entry<'a>),
+    Series(RawSeries<'a>),
 }
 
 /// Which label scratch a label list goes to.
@@ -85,6 +98,8 @@ impl<'a> Parser<'a> {
             series: LabelScratch::default(),
             exemplar: LabelScratch::default(),
             families: Families::new(false),
+            series_end: 0,
+            pending: None,
         }
     }
 
@@ -107,6 +122,74 @@ impl<'a> Parser<'a> {
 
     /// The next entry, `Ok(None)` at the end.
     pub fn next_entry(&mut self) -> Result<Option<Entry<'a>>> {
+        let next = match self.next_parsed() {
+            Ok(Some(Parsed::Series(raw))) => self.series_labels().map(|labels| {
+                Some(Entry::Series {
+                    labels,
+                    value: raw.value,
+                    timestamp: raw.timestamp,
+                    exemplar: raw.exemplar,
+                    metric_type: raw.metric_type,
+                })
+            }),
+            Ok(Some(Parsed::Entry(e))) => Ok(Some(e)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        if next.is_err() {
+            self.finished = true;
+        }
+        next
+    }
+
+    /// The next entry, a sample line without its labels built: its series
+    /// text (the name and label block as exposed) and everything else. The
+    /// labels are built only when asked for with [`Parser::series_labels`],
+    /// so that a caller caching by series text skips that work for the
+    /// series it has seen. Syntax errors are reported as by
+    /// [`Parser::next_entry`]; a repeated label name only by
+    /// [`Parser::series_labels`].
+    ///
+    /// ```
+    /// use hearth_exposition::{Format, Parser, RawEntry};
+    ///
+    /// let mut parser = Parser::new(b"up{job=\"node\"} 1\n", Format::Text004);
+    /// let Some(RawEntry::Series(series)) = parser.next_raw()? else { panic!() };
+    /// assert_eq!(series.text, b"up{job=\"node\"}");
+    /// assert_eq!(series.value, 1.0);
+    /// assert_eq!(parser.series_labels()?.get("job"), Some("node"));
+    /// # Ok::<(), hearth_exposition::Error>(())
+    /// ```
+    pub fn next_raw(&mut self) -> Result<Option<RawEntry<'a>>> {
+        let next = self.next_parsed();
+        if next.is_err() {
+            self.finished = true;
+        }
+        Ok(next?.map(|p| match p {
+            Parsed::Series(raw) => RawEntry::Series(raw),
+            Parsed::Entry(e) => RawEntry::Other(e),
+        }))
+    }
+
+    /// The labels of the series [`Parser::next_raw`] returned last, as
+    /// [`Entry::Series`] has them (sorted, empty values dropped, `le` and
+    /// `quantile` normalised). Errors when a label name repeats, or when the
+    /// last entry was not a series.
+    pub fn series_labels(&mut self) -> Result<Labels> {
+        let Some(metric_type) = self.pending.take() else {
+            return Err(Error::NoSeries);
+        };
+        match metric_type {
+            MetricType::Histogram => self.series.normalize_floats("le"),
+            MetricType::Summary => self.series.normalize_floats("quantile"),
+            _ => {}
+        }
+        let built = self.series.build();
+        built.map_err(|name| self.duplicate(name))
+    }
+
+    fn next_parsed(&mut self) -> Result<Option<Parsed<'a>>> {
+        self.pending = None;
         if self.finished {
             return Ok(None);
         }
@@ -114,7 +197,7 @@ impl<'a> Parser<'a> {
             Format::Text004 => self.next_text(),
             Format::OpenMetrics => self.next_openmetrics(),
         };
-        if !matches!(next, Ok(Some(ref e)) if !matches!(e, Entry::Eof)) {
+        if !matches!(next, Ok(Some(ref e)) if !matches!(e, Parsed::Entry(Entry::Eof))) {
             self.finished = true;
         }
         next
@@ -240,15 +323,16 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Builds the series entry from the scratch: family type, `le`/`quantile`
-    /// normalisation, sorting, duplicate check.
+    /// Finishes a sample line whose labels are in the scratch: the family
+    /// type and the exemplar. The labels are built by
+    /// [`Parser::series_labels`].
     fn finish_series(
         &mut self,
         name: Text<'a>,
         value: f64,
         timestamp: Option<i64>,
         exemplar: Option<(f64, Option<i64>)>,
-    ) -> Result<Entry<'a>> {
+    ) -> Result<Parsed<'a>> {
         let exemplar = match exemplar {
             Some((value, timestamp)) => {
                 let labels = self.exemplar.build().map_err(|name| self.duplicate(name))?;
@@ -269,19 +353,14 @@ impl<'a> Parser<'a> {
                 line: self.line(),
                 message,
             })?;
-        match metric_type {
-            MetricType::Histogram => self.series.normalize_floats("le"),
-            MetricType::Summary => self.series.normalize_floats("quantile"),
-            _ => {}
-        }
-        let labels = self.series.build().map_err(|name| self.duplicate(name))?;
-        Ok(Entry::Series {
-            labels,
+        self.pending = Some(metric_type);
+        Ok(Parsed::Series(RawSeries {
+            text: &self.input[self.line_start..self.series_end],
             value,
             timestamp,
             exemplar,
             metric_type,
-        })
+        }))
     }
 
     fn duplicate(&self, name: String) -> Error {
@@ -425,4 +504,74 @@ fn token_end(b: &[u8], at: usize) -> usize {
         end += 1;
     }
     end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RawEntry;
+
+    /// Every entry through `next_raw` and `series_labels`, as `next_entry`
+    /// gives it, with the series texts.
+    fn raw_entries(input: &[u8], format: Format) -> (Vec<Entry<'_>>, Vec<String>) {
+        let mut parser = Parser::new(input, format);
+        let mut entries = Vec::new();
+        let mut texts = Vec::new();
+        while let Some(raw) = parser.next_raw().expect("valid input") {
+            match raw {
+                RawEntry::Series(s) => {
+                    texts.push(String::from_utf8(s.text.to_vec()).expect("UTF-8"));
+                    entries.push(Entry::Series {
+                        labels: parser.series_labels().expect("unique names"),
+                        value: s.value,
+                        timestamp: s.timestamp,
+                        exemplar: s.exemplar,
+                        metric_type: s.metric_type,
+                    });
+                }
+                RawEntry::Other(e) => entries.push(e),
+            }
+        }
+        (entries, texts)
+    }
+
+    #[test]
+    fn raw_series_build_the_same_entries() {
+        let text =
+            b"# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket {le=\"+Inf\",a=\"x\\\"y\"} 2 \
+                     1000\n  up 1\n{\"quoted.name\", b=\"\"} 3\n# a comment\n";
+        let (raw, texts) = raw_entries(text, Format::Text004);
+        let entries: Vec<Entry<'_>> = Parser::new(text, Format::Text004)
+            .collect::<Result<_>>()
+            .expect("valid input");
+        assert_eq!(raw, entries);
+        assert_eq!(
+            texts,
+            [
+                "h_bucket{le=\"1\"}",
+                "h_bucket {le=\"+Inf\",a=\"x\\\"y\"}",
+                "up",
+                "{\"quoted.name\", b=\"\"}"
+            ]
+        );
+
+        let om = b"# TYPE c counter\nc_total{a=\"1\"} 1 # {t=\"x\"} 2 3\nc_total 4 5\n# EOF\n";
+        let (raw, texts) = raw_entries(om, Format::OpenMetrics);
+        let entries: Vec<Entry<'_>> = Parser::new(om, Format::OpenMetrics)
+            .collect::<Result<_>>()
+            .expect("valid input");
+        assert_eq!(raw, entries);
+        assert_eq!(texts, ["c_total{a=\"1\"}", "c_total"]);
+    }
+
+    #[test]
+    fn repeated_label_names_fail_when_labels_are_built() {
+        let mut parser = Parser::new(b"a{x=\"1\",x=\"2\"} 1\n", Format::Text004);
+        assert!(matches!(parser.next_raw(), Ok(Some(RawEntry::Series(_)))));
+        assert!(matches!(
+            parser.series_labels(),
+            Err(Error::DuplicateLabelName { line: 1, .. })
+        ));
+        assert!(matches!(parser.series_labels(), Err(Error::NoSeries)));
+    }
 }

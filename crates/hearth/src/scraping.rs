@@ -33,6 +33,8 @@ pub struct Scraping {
     status: Arc<StatusInfo>,
     /// Serialises reloads.
     reloading: Mutex<()>,
+    /// `global.external_labels` of the configuration in force.
+    external_labels: Mutex<std::collections::BTreeMap<String, String>>,
     clock: hearth_api::Clock,
 }
 
@@ -67,6 +69,7 @@ impl Scraping {
             )),
             status,
             reloading: Mutex::new(()),
+            external_labels: Mutex::default(),
             clock,
         });
         scraping.load()?;
@@ -94,11 +97,17 @@ impl Scraping {
         };
         self.scrape.apply_config(&config);
         self.discovery.apply(&config.scrape_configs);
+        *self.external_labels.lock() = config.global.external_labels.clone();
         let mut status = self.status.config.write();
         status.yaml = config.to_yaml_redacted();
         status.last_reload_ok = true;
         status.last_load_ms = (self.clock)();
         Ok(())
+    }
+
+    /// `global.external_labels` of the configuration in force.
+    pub fn external_labels(&self) -> std::collections::BTreeMap<String, String> {
+        self.external_labels.lock().clone()
     }
 
     /// Stops scraping (no stale markers: the series resume on restart).

@@ -20,6 +20,13 @@ pub struct Args {
     /// Without one, the server scrapes itself every 15 s.
     #[arg(long = "config.file", env = "HEARTH_CONFIG_FILE")]
     config_file: Option<std::path::PathBuf>,
+    /// Object storage configuration (Thanos's format: `type: S3` or
+    /// `FILESYSTEM`): every completed block is uploaded there, once.
+    /// Local compaction is then off (max block duration = min), as Thanos's
+    /// sidecar requires; the configuration's `global.external_labels` are
+    /// the blocks' labels and must not be empty.
+    #[arg(long = "objstore.config-file", env = "HEARTH_OBJSTORE_CONFIG_FILE")]
+    objstore_config_file: Option<std::path::PathBuf>,
     /// Enable shutdown and reload via HTTP request (`POST /-/reload`).
     #[arg(long = "web.enable-lifecycle", default_value_t = false)]
     enable_lifecycle: bool,
@@ -83,6 +90,13 @@ fn flags_map(args: &Args) -> std::collections::BTreeMap<String, String> {
             .unwrap_or_default(),
     );
     put("web.enable-lifecycle", args.enable_lifecycle.to_string());
+    put(
+        "objstore.config-file",
+        args.objstore_config_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    );
     put("storage.tsdb.path", args.storage_path.display().to_string());
     put("web.listen-address", args.listen_address.to_string());
     put("storage.tsdb.retention.time", args.retention_time.clone());
@@ -124,11 +138,17 @@ pub enum Mode {
 pub async fn run(args: Args, mode: Mode) -> anyhow::Result<()> {
     let started = hearth_api::system_clock()();
     let retention_time = flags::duration_ms(&args.retention_time).map_err(anyhow::Error::msg)?;
+    // Blocks shipped to object storage are compacted there, not here.
+    let shipping = args.objstore_config_file.is_some();
     let opts = DbOptions {
         min_block_duration: args.min_block_duration,
-        max_block_duration: args.max_block_duration.unwrap_or_else(|| {
-            default_max_block_duration(retention_time).max(args.min_block_duration)
-        }),
+        max_block_duration: if shipping {
+            args.min_block_duration
+        } else {
+            args.max_block_duration.unwrap_or_else(|| {
+                default_max_block_duration(retention_time).max(args.min_block_duration)
+            })
+        },
         retention_time,
         retention_size: args.retention_size,
         wal_fsync: args.wal_fsync,
@@ -169,6 +189,25 @@ pub async fn run(args: Args, mode: Mode) -> anyhow::Result<()> {
     )
     .context("load the configuration")?;
     scraping.reload_on_sighup();
+    let shipper = match &args.objstore_config_file {
+        None => None,
+        Some(path) => {
+            let bucket = hearth_objstore::Bucket::from_config_file(path).with_context(|| {
+                format!("load the object storage configuration {}", path.display())
+            })?;
+            let labels = scraping.external_labels();
+            anyhow::ensure!(
+                !labels.is_empty(),
+                "shipping blocks to object storage needs global.external_labels in the configuration"
+            );
+            Some(Arc::new(hearth_objstore::Shipper::new(
+                args.storage_path.clone(),
+                bucket,
+                labels,
+                hearth_objstore::block::source::SIDECAR,
+            )))
+        }
+    };
     let state = ApiState {
         component: match mode {
             Mode::Standalone => "Hearth standalone",
@@ -202,6 +241,7 @@ pub async fn run(args: Args, mode: Mode) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let compactor = tokio::spawn(compaction_loop(
         db.clone(),
+        shipper,
         Duration::from_millis(args.compaction_interval.max(100) as u64),
         shutdown.clone(),
     ));
@@ -293,7 +333,14 @@ impl prometheus_client::collector::Collector for TsdbCollector {
     }
 }
 
-async fn compaction_loop(db: Arc<Db>, every: Duration, shutdown: CancellationToken) {
+/// Compacts the head into blocks every `every`, then ships completed blocks
+/// when there is a shipper (a failed upload is retried at the next round).
+async fn compaction_loop(
+    db: Arc<Db>,
+    shipper: Option<Arc<hearth_objstore::Shipper>>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -306,6 +353,15 @@ async fn compaction_loop(db: Arc<Db>, every: Duration, shutdown: CancellationTok
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "compaction failed"),
             Err(e) => tracing::error!(error = %e, "compaction task panicked"),
+        }
+        if let Some(shipper) = &shipper {
+            match shipper.sync().await {
+                Ok(stats) if !stats.uploaded.is_empty() => {
+                    tracing::info!(uploaded = stats.uploaded.len(), "blocks shipped")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "shipping blocks failed; retrying next round"),
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 //! The specifications are `shared/specs/exposition-format.md` §4–5 and
 //! `shared/specs/prometheus-config.md` §5 and §7.
 
+mod cache;
 pub mod error;
 pub mod http;
 pub mod manager;

@@ -4,13 +4,14 @@
 //! timestamps (`honor_timestamps`), duplicates within the scrape and
 //! `sample_limit`; and the metric metadata of `# HELP`/`# TYPE`/`# UNIT`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use hearth_config::RelabelConfig;
-use hearth_exposition::{Entry, Format, Parser};
+use hearth_exposition::{Entry, Format, Parser, RawEntry};
 use hearth_model::{Labels, LabelsBuilder, Sample, Timestamp};
 use hearth_storage_api::SeriesSamples;
 
+use crate::cache::{Cached, ScrapeCache, Seen, SeriesId};
 use crate::error::Error;
 
 /// The per-scrape settings of a job.
@@ -44,6 +45,10 @@ pub(crate) struct Processed {
     /// Per batch entry: whether the series takes part in staleness tracking
     /// (no explicit timestamp, or `track_timestamps_staleness`).
     pub tracked: Vec<bool>,
+    /// Per batch entry: whether the previous scrape had the series.
+    pub in_previous: Vec<bool>,
+    /// Per batch entry: the series in the scrape cache.
+    pub ids: Vec<SeriesId>,
     /// Every sample line (`scrape_samples_scraped`).
     pub total: usize,
     /// Samples left after metric relabeling (`..._post_metric_relabeling`).
@@ -62,17 +67,23 @@ pub(crate) struct Failed {
 }
 
 /// Parses `body` in `format` and applies the job's rules for a target with
-/// public labels `target`, scraped at `scrape_time`.
+/// public labels `target`, scraped at `scrape_time`, as the scrape `cache`
+/// has begun ([`ScrapeCache::begin`]): series texts seen before take their
+/// labels from the cache, the others are added to it.
 pub(crate) fn process(
     body: &[u8],
     format: Format,
     target: &Labels,
     rules: &SampleRules,
     scrape_time: Timestamp,
+    cache: &mut ScrapeCache,
 ) -> Result<Processed, Failed> {
-    let mut out = Processed::default();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
-    let mut relabel_cache: HashMap<Labels, Option<Labels>> = HashMap::new();
+    let mut out = Processed {
+        // Last scrape's batch, its entries and their sample vectors reused.
+        batch: cache.take_batch(),
+        ..Processed::default()
+    };
+    let mut used = 0;
     let mut sample_limit_exceeded = false;
     let mut parser = Parser::new(body, format);
     let fail = |error: Error, out: &Processed| Failed {
@@ -81,54 +92,60 @@ pub(crate) fn process(
         post_relabel: out.post_relabel,
     };
     loop {
-        let entry = match parser.next_entry() {
-            Ok(Some(entry)) => entry,
+        let raw = match parser.next_raw() {
+            Ok(Some(RawEntry::Series(raw))) => raw,
+            Ok(Some(RawEntry::Other(entry))) => {
+                match entry {
+                    Entry::Type {
+                        family,
+                        metric_type,
+                    } => {
+                        metadata_entry(&mut out.metadata, &family).metric_type =
+                            metric_type.as_str().to_string();
+                    }
+                    Entry::Help { family, text } => {
+                        metadata_entry(&mut out.metadata, &family).help = text.into_owned();
+                    }
+                    Entry::Unit { family, unit } => {
+                        metadata_entry(&mut out.metadata, &family).unit = unit.into_owned();
+                    }
+                    Entry::Series { .. } | Entry::Comment(_) | Entry::Eof => {}
+                }
+                continue;
+            }
             Ok(None) => break,
             Err(e) => return Err(fail(e.into(), &out)),
         };
-        let (labels, value, timestamp) = match entry {
-            Entry::Series {
-                labels,
-                value,
-                timestamp,
-                ..
-            } => (labels, value, timestamp),
-            Entry::Type {
-                family,
-                metric_type,
-            } => {
-                metadata_entry(&mut out.metadata, &family).metric_type =
-                    metric_type.as_str().to_string();
-                continue;
+        let cached = match cache.lookup(raw.text, raw.metric_type) {
+            Some(cached) => {
+                out.total += 1;
+                cached
             }
-            Entry::Help { family, text } => {
-                metadata_entry(&mut out.metadata, &family).help = text.into_owned();
-                continue;
-            }
-            Entry::Unit { family, unit } => {
-                metadata_entry(&mut out.metadata, &family).unit = unit.into_owned();
-                continue;
-            }
-            Entry::Comment(_) | Entry::Eof => continue,
-        };
-        out.total += 1;
-        let mutated = match relabel_cache.get(&labels) {
-            Some(cached) => cached.clone(),
             None => {
-                let m = mutate_sample_labels(&labels, target, rules);
-                relabel_cache.insert(labels, m.clone());
-                m
+                let labels = match parser.series_labels() {
+                    Ok(labels) => labels,
+                    Err(e) => return Err(fail(e.into(), &out)),
+                };
+                out.total += 1;
+                match mutate_sample_labels(&labels, target, rules) {
+                    None => cache.insert(raw.text, raw.metric_type, None),
+                    Some(series) => {
+                        // Only series that pass are cached: the others fail
+                        // the scrape each time they are seen.
+                        if series.metric_name().is_none() {
+                            return Err(fail(Error::MissingMetricName, &out));
+                        }
+                        if let Err(e) = check_label_limits(&series, rules) {
+                            return Err(fail(e, &out));
+                        }
+                        cache.insert(raw.text, raw.metric_type, Some(series))
+                    }
+                }
             }
         };
-        let Some(series) = mutated else {
+        let Cached::Series(id) = cached else {
             continue;
         };
-        if series.metric_name().is_none() {
-            return Err(fail(Error::MissingMetricName, &out));
-        }
-        if let Err(e) = check_label_limits(&series, rules) {
-            return Err(fail(e, &out));
-        }
         out.post_relabel += 1;
         if rules.sample_limit > 0 && out.post_relabel as u64 > rules.sample_limit {
             // Keep parsing to count the samples, append nothing.
@@ -137,31 +154,45 @@ pub(crate) fn process(
         if sample_limit_exceeded {
             continue;
         }
-        let explicit = timestamp.filter(|_| rules.honor_timestamps);
+        let explicit = raw.timestamp.filter(|_| rules.honor_timestamps);
         let t = explicit.unwrap_or(scrape_time);
-        match index.get(&series) {
-            Some(&i) => {
-                let samples = &mut out.batch[i].samples;
+        let tracked = explicit.is_none() || rules.track_timestamps_staleness;
+        match cache.see(id, used, tracked) {
+            Seen::Again { batch } => {
+                let samples = &mut out.batch[batch].samples;
                 if samples.iter().any(|s| s.t == t) {
                     out.duplicates += 1;
                 } else {
-                    samples.push(Sample::new(t, value));
+                    samples.push(Sample::new(t, raw.value));
                 }
             }
-            None => {
-                index.insert(series.clone(), out.batch.len());
-                out.batch.push(SeriesSamples {
-                    labels: series,
-                    samples: vec![Sample::new(t, value)],
-                });
-                out.tracked
-                    .push(explicit.is_none() || rules.track_timestamps_staleness);
+            Seen::First { in_previous } => {
+                let labels = cache.labels(id);
+                let sample = Sample::new(t, raw.value);
+                match out.batch.get_mut(used) {
+                    Some(s) => {
+                        if s.labels != *labels {
+                            s.labels = labels.clone();
+                        }
+                        s.samples.clear();
+                        s.samples.push(sample);
+                    }
+                    None => out.batch.push(SeriesSamples {
+                        labels: labels.clone(),
+                        samples: vec![sample],
+                    }),
+                }
+                used += 1;
+                out.tracked.push(tracked);
+                out.in_previous.push(in_previous);
+                out.ids.push(id);
             }
         }
     }
     if sample_limit_exceeded {
         return Err(fail(Error::SampleLimit, &out));
     }
+    out.batch.truncate(used);
     Ok(out)
 }
 
@@ -280,6 +311,19 @@ mod tests {
         Labels::new(pairs.iter().copied())
     }
 
+    /// One scrape with a fresh cache.
+    fn process_once(
+        body: &[u8],
+        format: Format,
+        target: &Labels,
+        rules: &SampleRules,
+        scrape_time: Timestamp,
+    ) -> Result<Processed, Failed> {
+        let mut cache = ScrapeCache::default();
+        cache.begin();
+        process(body, format, target, rules, scrape_time, &mut cache)
+    }
+
     fn rules() -> SampleRules {
         SampleRules {
             honor_timestamps: true,
@@ -324,7 +368,7 @@ mod tests {
     #[test]
     fn duplicates_keep_the_first_sample() {
         let body = b"a 1\na 2\nb{x=\"1\"} 3\nb{x=\"1\"} 4 5000\n";
-        let out = process(
+        let out = process_once(
             body,
             Format::Text004,
             &labels(&[("job", "j")]),
@@ -348,14 +392,14 @@ mod tests {
     fn explicit_timestamps_are_not_tracked_unless_asked() {
         let body = b"a 1 5000\n";
         let target = labels(&[("job", "j")]);
-        let out = process(body, Format::Text004, &target, &rules(), 1000).unwrap();
+        let out = process_once(body, Format::Text004, &target, &rules(), 1000).unwrap();
         assert_eq!(out.batch[0].samples, vec![Sample::new(5000, 1.0)]);
         assert_eq!(out.tracked, vec![false]);
         let ignore = SampleRules {
             honor_timestamps: false,
             ..rules()
         };
-        let out = process(body, Format::Text004, &target, &ignore, 1000).unwrap();
+        let out = process_once(body, Format::Text004, &target, &ignore, 1000).unwrap();
         assert_eq!(out.batch[0].samples, vec![Sample::new(1000, 1.0)]);
         assert_eq!(out.tracked, vec![true]);
     }
@@ -367,7 +411,8 @@ mod tests {
             sample_limit: 2,
             ..rules()
         };
-        let failed = process(body, Format::Text004, &Labels::empty(), &limited, 0).unwrap_err();
+        let failed =
+            process_once(body, Format::Text004, &Labels::empty(), &limited, 0).unwrap_err();
         assert!(matches!(failed.error, Error::SampleLimit));
         assert_eq!(failed.total, 3);
         assert_eq!(failed.post_relabel, 3);
@@ -402,7 +447,7 @@ mod tests {
                  limit: 3)",
             ),
         ] {
-            let failed = process(body, Format::Text004, &target, &rule, 0).unwrap_err();
+            let failed = process_once(body, Format::Text004, &target, &rule, 0).unwrap_err();
             assert_eq!(failed.error.to_string(), message);
         }
     }
@@ -411,7 +456,7 @@ mod tests {
     fn metadata_is_collected() {
         let body = b"# TYPE a_seconds counter\n# UNIT a_seconds seconds\n# HELP a_seconds Help \
                      text.\na_seconds_total 1\n# EOF\n";
-        let out = process(body, Format::OpenMetrics, &Labels::empty(), &rules(), 0).unwrap();
+        let out = process_once(body, Format::OpenMetrics, &Labels::empty(), &rules(), 0).unwrap();
         assert_eq!(
             out.metadata.get("a_seconds"),
             Some(&MetricMetadata {

@@ -4,7 +4,7 @@
 //! (`up`, `scrape_*`); when the target goes away, stale markers for all of
 //! its series after two more intervals.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::ScrapeCache;
 use crate::error::Error;
 use crate::http::Scraper;
 use crate::process::{process, report_labels, MetricMetadata, SampleRules};
@@ -63,12 +64,12 @@ pub(crate) struct TargetStatus {
 }
 
 /// What a loop hands to the loop that replaces it (a reload of its job):
-/// the series of its last scrape, so that staleness carries on.
+/// its scrape cache with the series of its last scrape, so that staleness
+/// carries on.
 #[derive(Debug, Default)]
 pub(crate) struct LoopState {
-    /// Series appended by the last scrape, and whether each is tracked for
-    /// staleness.
-    series: HashMap<Labels, bool>,
+    /// Series texts to series, and the series of the last scrape.
+    cache: ScrapeCache,
     /// Timestamp of the last scrape attempt.
     last_scrape: Option<Timestamp>,
 }
@@ -97,7 +98,12 @@ pub(crate) struct LoopContext {
 /// awaited first so that the two never overlap.
 pub(crate) async fn run(ctx: LoopContext, previous: Option<JoinHandle<LoopState>>) -> LoopState {
     let mut state = match previous {
-        Some(handle) => handle.await.unwrap_or_default(),
+        Some(handle) => {
+            let mut state = handle.await.unwrap_or_default();
+            // The job's rules changed: what series texts become, too.
+            state.cache.invalidate();
+            state
+        }
         None => LoopState::default(),
     };
     let interval = ctx.target.interval().as_std();
@@ -234,31 +240,34 @@ fn ingest(
     fetched: Result<(Vec<u8>, Format), FetchError>,
     target: &Labels,
     rules: &SampleRules,
-    previous: LoopState,
+    mut state: LoopState,
     t: Timestamp,
     started: Instant,
 ) -> (LoopState, Result<BTreeMap<String, MetricMetadata>, String>) {
     let mut counts = Counts::default();
+    let cache = &mut state.cache;
+    cache.begin();
     let processed = match fetched {
         Err(e) => Err(e.message()),
-        Ok((body, format)) => process(&body, format, target, rules, t).map_err(|f| {
+        Ok((body, format)) => process(&body, format, target, rules, t, cache).map_err(|f| {
             counts.total = f.total;
             counts.post_relabel = f.post_relabel;
             f.error.to_string()
         }),
     };
-    let (series, outcome) = match processed {
+    let outcome = match processed {
         Ok(p) => {
             counts.total = p.total;
             counts.post_relabel = p.post_relabel;
             let scraped = p.batch.len();
-            let mut current: HashMap<Labels, bool> = HashMap::with_capacity(scraped);
-            for (s, tracked) in p.batch.iter().zip(&p.tracked) {
-                current.insert(s.labels.clone(), *tracked);
-            }
             let mut batch = p.batch;
-            batch.extend(stale_series(&previous.series, Some(&current), t));
-            match db.append(&batch, AppendMode::KeepValid) {
+            batch.extend(cache.stale_unseen(t));
+            let mut heads = cache.take_heads(&p.ids);
+            heads.resize(batch.len(), None);
+            let appended = db.append_with_series(&batch, &mut heads, AppendMode::KeepValid);
+            heads.truncate(scraped);
+            cache.put_heads(&p.ids, heads);
+            match appended {
                 Ok(appended) => {
                     let mut rejected_series = HashSet::new();
                     let mut rejected = 0;
@@ -277,25 +286,31 @@ fn ingest(
                             "scrape samples not appended"
                         );
                     }
-                    counts.series_added = batch[..scraped]
+                    counts.series_added = p
+                        .in_previous
                         .iter()
                         .enumerate()
-                        .filter(|(i, s)| {
-                            !previous.series.contains_key(&s.labels) && !rejected_series.contains(i)
-                        })
+                        .filter(|&(i, &in_previous)| !in_previous && !rejected_series.contains(&i))
                         .count();
-                    (current, Ok(p.metadata))
+                    cache.commit();
+                    cache.recycle_batch(batch);
+                    Ok(p.metadata)
                 }
-                Err(e) => (HashMap::new(), Err(Error::Storage(e).to_string())),
+                Err(e) => {
+                    cache.abort();
+                    cache.forget_previous();
+                    Err(Error::Storage(e).to_string())
+                }
             }
         }
         Err(message) => {
             // A failed scrape is an empty one: every series goes stale.
-            let stale = stale_series(&previous.series, None, t);
+            cache.abort();
+            let stale = cache.stale_all(t);
             if let Err(e) = db.append(&stale, AppendMode::KeepValid) {
                 tracing::warn!("append stale markers: {e}");
             }
-            (HashMap::new(), Err(message))
+            Err(message)
         }
     };
     let up = if outcome.is_ok() { 1.0 } else { 0.0 };
@@ -317,28 +332,8 @@ fn ingest(
     if let Err(e) = db.append(&report, AppendMode::KeepValid) {
         tracing::warn!("append report series: {e}");
     }
-    let state = LoopState {
-        series,
-        last_scrape: Some(t),
-    };
+    state.last_scrape = Some(t);
     (state, outcome)
-}
-
-/// Stale markers at `t` for the tracked series of `previous` that are not in
-/// `current` (all of them when `current` is `None`).
-fn stale_series(
-    previous: &HashMap<Labels, bool>,
-    current: Option<&HashMap<Labels, bool>>,
-    t: Timestamp,
-) -> Vec<SeriesSamples> {
-    previous
-        .iter()
-        .filter(|(labels, tracked)| **tracked && current.is_none_or(|c| !c.contains_key(*labels)))
-        .map(|(labels, _)| SeriesSamples {
-            labels: labels.clone(),
-            samples: vec![Sample::new(t, STALE_NAN)],
-        })
-        .collect()
 }
 
 /// Prometheus's `endOfRunStaleness`: the stale time is when the next scrape
@@ -369,7 +364,7 @@ async fn end_of_run_staleness(
         _ = tokio::time::sleep(interval / 10) => {}
     }
     let target = ctx.target.labels();
-    let mut batch = stale_series(&state.series, None, stale_time);
+    let mut batch = state.cache.stale_all(stale_time);
     for name in REPORT_SERIES {
         batch.push(SeriesSamples {
             labels: report_labels(name, &target),
@@ -383,7 +378,6 @@ async fn end_of_run_staleness(
         Ok(Err(e)) => tracing::warn!("append end-of-run stale markers: {e}"),
         Err(e) => tracing::warn!("append end-of-run stale markers: {e}"),
     }
-    state.series.clear();
 }
 
 fn now_nanos() -> u128 {

@@ -231,6 +231,35 @@ impl Db {
     /// gets its own error in the outcome and the rest of the batch is kept
     /// (Prometheus's appender rules, as a scrape uses them).
     pub fn append(&self, batch: &[SeriesSamples], mode: AppendMode) -> Result<AppendOutcome> {
+        self.append_inner(batch, None, mode)
+    }
+
+    /// As [`Db::append`], with a head series handle per batch entry that the
+    /// caller keeps from one append to the next (a scrape loop's cache):
+    /// `series[i]`, when set and still in the head, is the series of
+    /// `batch[i]` (same labels) and spares looking it up; after the append
+    /// every entry that has a series in the head is set to it. All of
+    /// [`Db::append`]'s checks and its WAL order apply.
+    pub fn append_with_series(
+        &self,
+        batch: &[SeriesSamples],
+        series: &mut [Option<Arc<MemSeries>>],
+        mode: AppendMode,
+    ) -> Result<AppendOutcome> {
+        assert_eq!(
+            batch.len(),
+            series.len(),
+            "one series handle per batch entry"
+        );
+        self.append_inner(batch, Some(series), mode)
+    }
+
+    fn append_inner(
+        &self,
+        batch: &[SeriesSamples],
+        mut handles: Option<&mut [Option<Arc<MemSeries>>]>,
+        mode: AppendMode,
+    ) -> Result<AppendOutcome> {
         let _gate = self.append_gate.read();
         let min_valid = self.head.append_min_valid();
         let mut outcome = AppendOutcome::default();
@@ -259,7 +288,12 @@ impl Db {
                 existing.push(None);
                 continue;
             }
-            let found = self.head.get(&s.labels);
+            let kept = handles
+                .as_deref_mut()
+                .and_then(|h| h[i].take())
+                .filter(|m| !m.is_removed());
+            debug_assert!(kept.as_ref().is_none_or(|m| m.labels == s.labels));
+            let found = kept.or_else(|| self.head.get(&s.labels));
             let mut last = None;
             for (j, x) in s.samples.iter().enumerate() {
                 if x.t < min_valid {
@@ -298,8 +332,21 @@ impl Db {
         let mut keep: Vec<Vec<bool>> = Vec::new();
         let partial = !outcome.rejected.is_empty();
         for (i, (s, found)) in batch.iter().zip(existing).enumerate() {
-            let kept: Vec<bool> = (0..s.samples.len()).map(|j| !is_rejected(i, j)).collect();
-            if !kept.iter().any(|&k| k) {
+            // Without rejections every sample is kept: no per-series vector.
+            let kept: Vec<bool> = if partial {
+                (0..s.samples.len()).map(|j| !is_rejected(i, j)).collect()
+            } else {
+                Vec::new()
+            };
+            let any_kept = if partial {
+                kept.iter().any(|&k| k)
+            } else {
+                !s.samples.is_empty()
+            };
+            if !any_kept {
+                if let (Some(h), Some(m)) = (handles.as_deref_mut(), found) {
+                    h[i] = Some(m);
+                }
                 targets.push(None);
                 if partial {
                     keep.push(kept);
@@ -322,7 +369,10 @@ impl Db {
                     labels: s.labels.clone(),
                 });
             }
-            for (x, _) in s.samples.iter().zip(&kept).filter(|(_, &k)| k) {
+            for (j, x) in s.samples.iter().enumerate() {
+                if partial && !kept[j] {
+                    continue;
+                }
                 ref_samples.push(RefSample {
                     ref_: m.id,
                     t: x.t,
@@ -356,6 +406,13 @@ impl Db {
                     // A concurrent writer got there first; the WAL holds the
                     // sample and replay resolves it the same way.
                     Err(e) => return Err(sample_error(e, &s.labels, x.t)),
+                }
+            }
+        }
+        if let Some(h) = handles {
+            for (slot, m) in h.iter_mut().zip(targets) {
+                if m.is_some() {
+                    *slot = m;
                 }
             }
         }
@@ -414,7 +471,13 @@ impl Db {
             id = Some(meta.ulid.to_string());
             tracing::info!(block = %meta.ulid, mint, maxt, series = series.len(), "head block written");
         }
-        self.head.truncate(maxt);
+        {
+            // An append that resolved a series before this point must not
+            // add a sample to it after truncation removed it from the head
+            // (the sample would be acknowledged and then unreachable).
+            let _gate = self.append_gate.write();
+            self.head.truncate(maxt);
+        }
         self.truncate_wal(maxt)?;
         Ok(id)
     }
@@ -766,5 +829,65 @@ impl Queryable for Db {
 impl Appendable for Db {
     async fn append(&self, batch: Vec<SeriesSamples>) -> hearth_storage_api::Result<AppendStats> {
         self.append_batch(&batch).map_err(storage_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hearth_model::Sample;
+
+    use super::*;
+
+    fn one(labels: &Labels, t: Timestamp, v: f64) -> Vec<SeriesSamples> {
+        vec![SeriesSamples {
+            labels: labels.clone(),
+            samples: vec![Sample::new(t, v)],
+        }]
+    }
+
+    #[test]
+    fn kept_series_handles_keep_every_check_and_follow_truncation() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let a = Labels::new([("__name__", "a")]);
+        {
+            let db = Db::open(dir.path(), DbOptions::default()).expect("open");
+            let mut handles = vec![None];
+            let out = db
+                .append_with_series(&one(&a, 1000, 1.0), &mut handles, AppendMode::KeepValid)
+                .expect("append");
+            assert_eq!(out.stats.series_created, 1);
+            let first = handles[0].clone().expect("resolved series");
+            assert_eq!(first.labels, a);
+
+            // Out of order through the handle: refused, the handle stays.
+            let out = db
+                .append_with_series(&one(&a, 500, 2.0), &mut handles, AppendMode::KeepValid)
+                .expect("append");
+            assert!(matches!(out.rejected[0].error, Error::OutOfOrderSample));
+            assert!(handles[0].as_ref().is_some_and(|m| Arc::ptr_eq(m, &first)));
+            let out = db
+                .append_with_series(&one(&a, 2000, 2.0), &mut handles, AppendMode::KeepValid)
+                .expect("append");
+            assert_eq!(
+                (out.stats.samples_appended, out.stats.series_created),
+                (1, 0)
+            );
+
+            // Truncation removes the series: the stale handle is not used.
+            db.head().truncate(10_000);
+            assert!(first.is_removed());
+            let out = db
+                .append_with_series(&one(&a, 20_000, 3.0), &mut handles, AppendMode::KeepValid)
+                .expect("append");
+            assert_eq!(out.stats.series_created, 1);
+            let second = handles[0].clone().expect("resolved series");
+            assert!(!second.is_removed());
+            assert_ne!(second.id, first.id);
+            db.close().expect("close");
+        }
+        // The new series' record reached the WAL before its sample.
+        let db = Db::open(dir.path(), DbOptions::default()).expect("reopen");
+        let series = db.head().get(&a).expect("replayed series");
+        assert_eq!(series.last_timestamp(), Some(20_000));
     }
 }

@@ -60,6 +60,9 @@ pub struct MemSeries {
     /// every writer that appends to the series logs the record too, so no
     /// sample record can reach the WAL ahead of its series record.
     logged: AtomicBool,
+    /// Set when truncation removed the series from the head: a handle kept
+    /// by a caller ([`crate::db::Db::append_with_series`]) is then stale.
+    removed: AtomicBool,
 }
 
 /// What an append check found for one sample.
@@ -78,7 +81,13 @@ impl MemSeries {
             labels,
             data: Mutex::new(SeriesData::default()),
             logged: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
         }
+    }
+
+    /// Whether truncation removed the series from the head.
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
     }
 
     pub fn is_logged(&self) -> bool {
@@ -503,6 +512,7 @@ impl Head {
                         }
                     }
                     self.by_id.write().remove(&s.id);
+                    s.removed.store(true, Ordering::Release);
                     removed.insert(s.id);
                 }
             }

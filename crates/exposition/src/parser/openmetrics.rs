@@ -11,7 +11,8 @@ use std::borrow::Cow;
 
 use super::scratch::{unescape_into, Escapes, Text};
 use super::{
-    is_label_start, is_metric_start, scan_label_name, scan_metric_name, scan_quoted, Parser, Target,
+    is_label_start, is_metric_start, scan_label_name, scan_metric_name, scan_quoted, Parsed,
+    Parser, Target,
 };
 use crate::entry::{Entry, Format, MetricType};
 use crate::error::{Error, Result};
@@ -27,7 +28,7 @@ enum Keyword {
 }
 
 impl<'a> Parser<'a> {
-    pub(super) fn next_openmetrics(&mut self) -> Result<Option<Entry<'a>>> {
+    pub(super) fn next_openmetrics(&mut self) -> Result<Option<Parsed<'a>>> {
         let b = self.input;
         let pos = self.pos;
         self.line_start = pos;
@@ -35,7 +36,7 @@ impl<'a> Parser<'a> {
             None => Err(Error::MissingEof {
                 line: self.line_of(pos),
             }),
-            Some(b'#') => self.om_hash(pos).map(Some),
+            Some(b'#') => self.om_hash(pos).map(|e| Some(Parsed::Entry(e))),
             Some(&c) if c == b'{' || is_metric_start(c) => self.om_series(pos).map(Some),
             Some(_) => Err(self.unexpected("a valid start token", pos)),
         }
@@ -163,7 +164,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A sample line: series, value, optional timestamp, optional exemplar.
-    fn om_series(&mut self, start: usize) -> Result<Entry<'a>> {
+    fn om_series(&mut self, start: usize) -> Result<Parsed<'a>> {
         let b = self.input;
         self.series.start_series();
         let mut p = start;
@@ -181,6 +182,7 @@ impl<'a> Parser<'a> {
         let Some(name) = name else {
             return Err(self.metric_name_not_set(p));
         };
+        self.series_end = p;
         let (value, end) = self.om_value(p, "value after metric", "value")?;
         p = end;
 

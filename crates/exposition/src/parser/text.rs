@@ -15,14 +15,14 @@ use std::borrow::Cow;
 use super::scratch::{unescape_into, Escapes, Text};
 use super::{
     is_blank, is_label_start, is_metric_start, scan_label_name, scan_metric_name, scan_quoted,
-    skip_blanks, Parser, Target,
+    skip_blanks, Parsed, Parser, Target,
 };
 use crate::entry::{Entry, Format, MetricType};
 use crate::error::{Error, Result};
 use crate::family::Metadata;
 
 impl<'a> Parser<'a> {
-    pub(super) fn next_text(&mut self) -> Result<Option<Entry<'a>>> {
+    pub(super) fn next_text(&mut self) -> Result<Option<Parsed<'a>>> {
         let b = self.input;
         loop {
             let mut pos = self.pos;
@@ -37,7 +37,7 @@ impl<'a> Parser<'a> {
                     self.pos = pos + 1;
                     continue;
                 }
-                b'#' => self.text_hash(pos).map(Some),
+                b'#' => self.text_hash(pos).map(|e| Some(Parsed::Entry(e))),
                 b'{' => self.text_series(pos).map(Some),
                 c if is_metric_start(c) => self.text_series(pos).map(Some),
                 _ => Err(self.unexpected("a valid start token", pos)),
@@ -134,7 +134,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A sample line starting with a metric name or `{`.
-    fn text_series(&mut self, start: usize) -> Result<Entry<'a>> {
+    fn text_series(&mut self, start: usize) -> Result<Parsed<'a>> {
         let b = self.input;
         self.series.start_series();
         let mut p = start;
@@ -143,13 +143,16 @@ impl<'a> Parser<'a> {
             let end = scan_metric_name(b, p);
             name = Some(Text::Input(self.ascii(p, end)));
             p = end;
+            self.series_end = p;
             skip_blanks(b, &mut p);
             if b.get(p) == Some(&b'{') {
                 p = self.text_labels(p + 1, &mut name)?;
+                self.series_end = p;
                 skip_blanks(b, &mut p);
             }
         } else {
             p = self.text_labels(p + 1, &mut name)?;
+            self.series_end = p;
             skip_blanks(b, &mut p);
         }
         let Some(name) = name else {
