@@ -97,26 +97,18 @@ fn completed_blocks_are_shipped_once() {
 
     // After a restart nothing is uploaded twice (the bucket's files stay
     // as they were).
-    let before: Vec<_> = shipped
-        .iter()
-        .map(|id| {
-            std::fs::metadata(bucket.join(id).join("meta.json"))
-                .unwrap()
-                .modified()
-                .unwrap()
-        })
-        .collect();
+    let written = || -> Vec<std::time::SystemTime> {
+        shipped
+            .iter()
+            .map(|id| {
+                let meta = bucket.join(id).join("meta.json");
+                std::fs::metadata(meta).unwrap().modified().unwrap()
+            })
+            .collect()
+    };
+    let before = written();
     let s = Standalone::start(&data, &flags);
     std::thread::sleep(Duration::from_secs(2));
-    let after: Vec<_> = shipped
-        .iter()
-        .map(|id| {
-            std::fs::metadata(bucket.join(id).join("meta.json"))
-                .unwrap()
-                .modified()
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(before, after);
+    assert_eq!(before, written());
     s.stop();
 }

@@ -64,6 +64,9 @@ pub struct Parser<'a> {
     /// The family type of the last series returned by [`Parser::next_raw`],
     /// whose labels are still in `series`.
     pending: Option<MetricType>,
+    /// Whether that series' label block was skipped (its text was the
+    /// predicted one), so that [`Parser::series_labels`] scans it first.
+    unscanned: bool,
 }
 
 /// What the format scanners return: a series is finished into an
@@ -100,6 +103,7 @@ impl<'a> Parser<'a> {
             families: Families::new(false),
             series_end: 0,
             pending: None,
+            unscanned: false,
         }
     }
 
@@ -122,7 +126,7 @@ impl<'a> Parser<'a> {
 
     /// The next entry, `Ok(None)` at the end.
     pub fn next_entry(&mut self) -> Result<Option<Entry<'a>>> {
-        let next = match self.next_parsed() {
+        let next = match self.next_parsed(&[]) {
             Ok(Some(Parsed::Series(raw))) => self.series_labels().map(|labels| {
                 Some(Entry::Series {
                     labels,
@@ -161,7 +165,31 @@ impl<'a> Parser<'a> {
     /// # Ok::<(), hearth_exposition::Error>(())
     /// ```
     pub fn next_raw(&mut self) -> Result<Option<RawEntry<'a>>> {
-        let next = self.next_parsed();
+        self.next_raw_predicted(&[])
+    }
+
+    /// As [`Parser::next_raw`], given the series text the caller expects
+    /// next (`predicted`; empty: none), which must be the text of a series
+    /// that a parser of this format returned before (so that it is known to
+    /// be valid). In the text format, a sample line that starts with exactly
+    /// `predicted` followed by a space has its label block neither scanned
+    /// nor validated again: only its value and timestamp are parsed. The
+    /// labels are still built on demand by [`Parser::series_labels`].
+    ///
+    /// ```
+    /// use hearth_exposition::{Format, Parser, RawEntry};
+    ///
+    /// let body = b"up{job=\"node\"} 1\nup{job=\"node\"} 2\n";
+    /// let mut parser = Parser::new(body, Format::Text004);
+    /// let Some(RawEntry::Series(first)) = parser.next_raw()? else { panic!() };
+    /// let text = first.text.to_vec();
+    /// let Some(RawEntry::Series(next)) = parser.next_raw_predicted(&text)? else { panic!() };
+    /// assert_eq!((next.text, next.value), (&text[..], 2.0));
+    /// assert_eq!(parser.series_labels()?.get("job"), Some("node"));
+    /// # Ok::<(), hearth_exposition::Error>(())
+    /// ```
+    pub fn next_raw_predicted(&mut self, predicted: &[u8]) -> Result<Option<RawEntry<'a>>> {
+        let next = self.next_parsed(predicted);
         if next.is_err() {
             self.finished = true;
         }
@@ -179,6 +207,11 @@ impl<'a> Parser<'a> {
         let Some(metric_type) = self.pending.take() else {
             return Err(Error::NoSeries);
         };
+        if std::mem::take(&mut self.unscanned) {
+            // The text was valid when first seen, so this cannot fail.
+            let (name, _) = self.text_series_labels(self.line_start)?;
+            self.series.set_metric_name(name);
+        }
         match metric_type {
             MetricType::Histogram => self.series.normalize_floats("le"),
             MetricType::Summary => self.series.normalize_floats("quantile"),
@@ -188,13 +221,14 @@ impl<'a> Parser<'a> {
         built.map_err(|name| self.duplicate(name))
     }
 
-    fn next_parsed(&mut self) -> Result<Option<Parsed<'a>>> {
+    fn next_parsed(&mut self, predicted: &[u8]) -> Result<Option<Parsed<'a>>> {
         self.pending = None;
+        self.unscanned = false;
         if self.finished {
             return Ok(None);
         }
         let next = match self.format {
-            Format::Text004 => self.next_text(),
+            Format::Text004 => self.next_text(predicted),
             Format::OpenMetrics => self.next_openmetrics(),
         };
         if !matches!(next, Ok(Some(ref e)) if !matches!(e, Parsed::Entry(Entry::Eof))) {
@@ -562,6 +596,53 @@ mod tests {
             .expect("valid input");
         assert_eq!(raw, entries);
         assert_eq!(texts, ["c_total{a=\"1\"}", "c_total"]);
+    }
+
+    #[test]
+    fn predicted_texts_skip_the_label_block_with_the_same_results() {
+        let text =
+            b"# TYPE h histogram\nh_bucket{le=\"1.0\"} 1\nh_bucket{le=\"+Inf\",a=\"x\\\"y\"} 2 \
+                     1000\nup 1\nup {a=\"b\"} 2\nup\t3\nup_total 4\nx{a=\"1\"} 5 6\n";
+        let (expected, texts) = raw_entries(text, Format::Text004);
+        let predictions: [&[u8]; 8] = [
+            b"h_bucket{le=\"1.0\"}",
+            b"h_bucket{le=\"+Inf\",a=\"x\\\"y\"}",
+            b"up",
+            b"up",
+            b"up",
+            b"up",
+            b"x{a=\"1\"}",
+            b"x{a=\"2\"}",
+        ];
+        let mut parser = Parser::new(text, Format::Text004);
+        let mut entries = Vec::new();
+        let mut got_texts = Vec::new();
+        let mut skipped = 0;
+        let mut series = 0;
+        while let Some(raw) = parser
+            .next_raw_predicted(predictions.get(series).copied().unwrap_or_default())
+            .expect("valid input")
+        {
+            match raw {
+                RawEntry::Series(s) => {
+                    series += 1;
+                    skipped += usize::from(parser.unscanned);
+                    got_texts.push(String::from_utf8(s.text.to_vec()).expect("UTF-8"));
+                    entries.push(Entry::Series {
+                        labels: parser.series_labels().expect("unique names"),
+                        value: s.value,
+                        timestamp: s.timestamp,
+                        exemplar: s.exemplar,
+                        metric_type: s.metric_type,
+                    });
+                }
+                RawEntry::Other(e) => entries.push(e),
+            }
+        }
+        assert_eq!(entries, expected);
+        assert_eq!(got_texts, texts);
+        // Skipped: both buckets, "up 1" and "x{a=\"1\"} 5 6".
+        assert_eq!(skipped, 4);
     }
 
     #[test]

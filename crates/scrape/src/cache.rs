@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use foldhash::fast::RandomState;
-use hearth_exposition::MetricType;
+use hearth_exposition::{Format, MetricType};
 use hearth_model::{Labels, Sample, Timestamp, STALE_NAN};
 use hearth_storage_api::SeriesSamples;
 use hearth_tsdb::head::MemSeries;
@@ -139,6 +139,8 @@ pub(crate) struct ScrapeCache {
     next_order: TextOrder,
     /// Where in `order` the next line is expected.
     cursor: usize,
+    /// The format `order` was parsed in.
+    format: Option<Format>,
     series: Vec<SeriesEntry>,
     free: Vec<u32>,
     by_labels: HashMap<Labels, u32, RandomState>,
@@ -170,6 +172,30 @@ impl ScrapeCache {
         self.iteration += 1;
         self.cursor = 0;
         self.next_order.clear();
+    }
+
+    /// Declares the format of the body being parsed: the previous order
+    /// predicts its lines only when that was parsed in the same format.
+    pub(crate) fn set_format(&mut self, format: Format) {
+        if self.format == Some(format) {
+            return;
+        }
+        for e in &self.order.texts {
+            self.entries[e.entry as usize].order_pos = None;
+        }
+        self.order.clear();
+        self.format = Some(format);
+    }
+
+    /// The series text expected next: the one at the same place in the
+    /// previous scrape's order (empty: none). It was returned by a parser of
+    /// the format given to [`ScrapeCache::set_format`].
+    #[inline]
+    pub(crate) fn predicted(&self) -> &[u8] {
+        self.order
+            .texts
+            .get(self.cursor)
+            .map_or(&[], |o| &self.order.bytes[o.start..o.end])
     }
 
     /// What `text` (parsed in a family of type `metric_type`) became when it

@@ -86,13 +86,14 @@ pub(crate) fn process(
     let mut used = 0;
     let mut sample_limit_exceeded = false;
     let mut parser = Parser::new(body, format);
+    cache.set_format(format);
     let fail = |error: Error, out: &Processed| Failed {
         error,
         total: out.total,
         post_relabel: out.post_relabel,
     };
     loop {
-        let raw = match parser.next_raw() {
+        let raw = match parser.next_raw_predicted(cache.predicted()) {
             Ok(Some(RawEntry::Series(raw))) => raw,
             Ok(Some(RawEntry::Other(entry))) => {
                 match entry {

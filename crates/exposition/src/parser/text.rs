@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::family::Metadata;
 
 impl<'a> Parser<'a> {
-    pub(super) fn next_text(&mut self) -> Result<Option<Parsed<'a>>> {
+    pub(super) fn next_text(&mut self, predicted: &[u8]) -> Result<Option<Parsed<'a>>> {
         let b = self.input;
         loop {
             let mut pos = self.pos;
@@ -38,8 +38,8 @@ impl<'a> Parser<'a> {
                     continue;
                 }
                 b'#' => self.text_hash(pos).map(|e| Some(Parsed::Entry(e))),
-                b'{' => self.text_series(pos).map(Some),
-                c if is_metric_start(c) => self.text_series(pos).map(Some),
+                b'{' => self.text_series(pos, &[]).map(Some),
+                c if is_metric_start(c) => self.text_series(pos, predicted).map(Some),
                 _ => Err(self.unexpected("a valid start token", pos)),
             };
         }
@@ -133,30 +133,13 @@ impl<'a> Parser<'a> {
         Entry::Comment(&b[start..eol])
     }
 
-    /// A sample line starting with a metric name or `{`.
-    fn text_series(&mut self, start: usize) -> Result<Parsed<'a>> {
+    /// A sample line starting with a metric name or `{`; its label block is
+    /// skipped when the line starts with the `predicted` series text.
+    fn text_series(&mut self, start: usize, predicted: &[u8]) -> Result<Parsed<'a>> {
         let b = self.input;
-        self.series.start_series();
-        let mut p = start;
-        let mut name = None;
-        if b[p] != b'{' {
-            let end = scan_metric_name(b, p);
-            name = Some(Text::Input(self.ascii(p, end)));
-            p = end;
-            self.series_end = p;
-            skip_blanks(b, &mut p);
-            if b.get(p) == Some(&b'{') {
-                p = self.text_labels(p + 1, &mut name)?;
-                self.series_end = p;
-                skip_blanks(b, &mut p);
-            }
-        } else {
-            p = self.text_labels(p + 1, &mut name)?;
-            self.series_end = p;
-            skip_blanks(b, &mut p);
-        }
-        let Some(name) = name else {
-            return Err(self.metric_name_not_set(p));
+        let (name, mut p) = match self.text_predicted(start, predicted) {
+            Some(found) => found,
+            None => self.text_series_labels(start)?,
         };
 
         let value_start = p;
@@ -196,6 +179,62 @@ impl<'a> Parser<'a> {
         }
         self.pos = p;
         self.finish_series(name, value, timestamp, None)
+    }
+
+    /// The metric name and labels of the sample line starting at `start`
+    /// (into the series scratch), and where its value starts.
+    pub(super) fn text_series_labels(&mut self, start: usize) -> Result<(Text<'a>, usize)> {
+        let b = self.input;
+        self.series.start_series();
+        let mut p = start;
+        let mut name = None;
+        if b[p] != b'{' {
+            let end = scan_metric_name(b, p);
+            name = Some(Text::Input(self.ascii(p, end)));
+            p = end;
+            self.series_end = p;
+            skip_blanks(b, &mut p);
+            if b.get(p) == Some(&b'{') {
+                p = self.text_labels(p + 1, &mut name)?;
+                self.series_end = p;
+                skip_blanks(b, &mut p);
+            }
+        } else {
+            p = self.text_labels(p + 1, &mut name)?;
+            self.series_end = p;
+            skip_blanks(b, &mut p);
+        }
+        match name {
+            Some(name) => Ok((name, p)),
+            None => Err(self.metric_name_not_set(p)),
+        }
+    }
+
+    /// The fast path of a line starting at `start` with a legacy metric name
+    /// and exactly the `predicted` series text (already validated) followed
+    /// by a space: the metric name and where the value starts, the label
+    /// block not scanned (see [`Parser::series_labels`]). `None` when the
+    /// line must be scanned.
+    #[inline]
+    fn text_predicted(&mut self, start: usize, predicted: &[u8]) -> Option<(Text<'a>, usize)> {
+        let b = self.input;
+        let end = start + predicted.len();
+        if predicted.is_empty() || b.get(end) != Some(&b' ') || !b[start..].starts_with(predicted) {
+            return None;
+        }
+        // Stops at the space at `end` at the latest.
+        let name_end = scan_metric_name(b, start);
+        let mut p = end;
+        skip_blanks(b, &mut p);
+        if b.get(p) == Some(&b'{') {
+            // A bare name predicted, but this line has a label block after
+            // blanks.
+            return None;
+        }
+        self.series.start_series();
+        self.series_end = end;
+        self.unscanned = true;
+        Some((Text::Input(self.ascii(start, name_end)), p))
     }
 
     /// The label list after `{` (at `p`), up to and including `}`. A quoted
