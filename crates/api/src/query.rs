@@ -242,11 +242,9 @@ fn render(r: QueryResult, limit: usize) -> Response {
                 }
                 out.push_str(r#"{"metric":"#);
                 json::write_labels(&mut out, &s.metric);
-                out.push_str(r#","value":["#);
-                write_timestamp(&mut out, s.t);
-                out.push_str(",\"");
-                write_sample_value(&mut out, s.f);
-                out.push_str("\"]}");
+                out.push_str(r#","value":"#);
+                write_point(&mut out, s.t, s.f);
+                out.push('}');
             }
             out.push(']');
         }
@@ -267,11 +265,7 @@ fn render(r: QueryResult, limit: usize) -> Response {
                     if j > 0 {
                         out.push(',');
                     }
-                    out.push('[');
-                    write_timestamp(&mut out, p.t);
-                    out.push_str(",\"");
-                    write_sample_value(&mut out, p.f);
-                    out.push_str("\"]");
+                    write_point(&mut out, p.t, p.f);
                 }
                 out.push_str("]}");
             }
@@ -282,15 +276,18 @@ fn render(r: QueryResult, limit: usize) -> Response {
     json::success_with_infos(&out, &warnings, &r.infos)
 }
 
-/// A sample timestamp: integer seconds, then `.` and exactly three digits
-/// when there are milliseconds (specs/http-api.md §2.2).
-pub fn format_timestamp(t: i64) -> String {
-    let mut s = String::new();
-    write_timestamp(&mut s, t);
-    s
+/// `[<timestamp>,"<value>"]`, a sample as vectors and matrices show it.
+fn write_point(out: &mut String, t: i64, f: f64) {
+    out.push('[');
+    write_timestamp(out, t);
+    out.push_str(",\"");
+    write_sample_value(out, f);
+    out.push_str("\"]");
 }
 
-/// [`format_timestamp`] appended to `out`.
+/// A sample timestamp appended to `out`: integer seconds, then `.` and
+/// exactly three digits when there are milliseconds (specs/http-api.md
+/// §2.2).
 pub fn write_timestamp(out: &mut String, t: i64) {
     use std::fmt::Write;
     if t < 0 {
@@ -330,15 +327,9 @@ pub fn format_value_plain(v: f64) -> String {
         .unwrap_or_else(|| format!("{v}"))
 }
 
-/// Rule S: Go's `FormatFloat(v, 'f' or 'e', -1, 64)` as Prometheus's JSON
-/// encoder picks it: exponent form below 1e-6 and from 1e21.
-pub fn format_sample_value(v: f64) -> String {
-    let mut s = String::new();
-    write_sample_value(&mut s, v);
-    s
-}
-
-/// [`format_sample_value`] appended to `out`.
+/// Rule S, appended to `out`: Go's `FormatFloat(v, 'f' or 'e', -1, 64)` as
+/// Prometheus's JSON encoder picks it: exponent form below 1e-6 and from
+/// 1e21.
 pub fn write_sample_value(out: &mut String, v: f64) {
     use std::fmt::Write;
     if let Some(s) = special(v) {
@@ -363,6 +354,18 @@ pub fn write_sample_value(out: &mut String, v: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn format_sample_value(v: f64) -> String {
+        let mut s = String::new();
+        write_sample_value(&mut s, v);
+        s
+    }
+
+    fn format_timestamp(t: i64) -> String {
+        let mut s = String::new();
+        write_timestamp(&mut s, t);
+        s
+    }
 
     #[test]
     fn values_format_like_prometheus() {

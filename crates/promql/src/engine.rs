@@ -448,11 +448,7 @@ fn decode_all(
     let estimate: usize = jobs
         .iter()
         .flat_map(|(_, _, s)| &s.chunks)
-        .map(|c| {
-            c.data
-                .get(..2)
-                .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])))
-        })
+        .map(hearth_storage_api::SeriesChunk::num_samples)
         .sum();
     let decode =
         |(mint, maxt, s): &(i64, i64, &hearth_storage_api::Series)| -> Result<StoredSeries> {

@@ -17,6 +17,16 @@ pub struct SeriesChunk {
     pub data: Arc<[u8]>,
 }
 
+impl SeriesChunk {
+    /// The sample count an XOR chunk states in its header (big-endian u16),
+    /// 0 for a chunk too short to have one.
+    pub fn num_samples(&self) -> usize {
+        self.data
+            .get(..2)
+            .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    }
+}
+
 /// A series: its labels and its chunks ordered by `mint`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Series {
@@ -92,12 +102,11 @@ fn decode_chunk(
 }
 
 fn decode_merged(chunks: &[SeriesChunk], mint: Timestamp, maxt: Timestamp) -> Result<Vec<Sample>> {
-    // XOR chunks start with their sample count (big-endian u16): enough to
-    // allocate once.
+    // The chunks' own sample counts: enough to allocate once.
     let capacity: usize = chunks
         .iter()
-        .filter(|c| c.maxt >= mint && c.mint <= maxt && c.data.len() >= 2)
-        .map(|c| usize::from(u16::from_be_bytes([c.data[0], c.data[1]])))
+        .filter(|c| c.maxt >= mint && c.mint <= maxt)
+        .map(SeriesChunk::num_samples)
         .sum();
     let mut out = Vec::with_capacity(capacity);
     let mut sorted = true;
