@@ -25,6 +25,10 @@ pub struct SelectHints {
     pub skip_chunks: bool,
     /// Stop after this many series (0 = no limit).
     pub limit: usize,
+    /// The PromQL function directly around the selector (`rate`, …), when
+    /// there is one: the querier adjusts counters across replicas only
+    /// under `rate`, `irate`, `increase` and `resets`.
+    pub func: Option<&'static str>,
 }
 
 impl SelectHints {
@@ -34,6 +38,7 @@ impl SelectHints {
             maxt,
             skip_chunks: false,
             limit: 0,
+            func: None,
         }
     }
 

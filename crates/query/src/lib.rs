@@ -1,0 +1,1 @@
+//! The querier's fan-out over stores (`hearth query`).

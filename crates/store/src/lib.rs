@@ -1,0 +1,1 @@
+//! The store gateway (`hearth store`): serves every block of a bucket.
