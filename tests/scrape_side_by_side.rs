@@ -13,58 +13,10 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{free_port, Standalone};
+use common::{binary, free_port, now_s, spawn, wait_http, Standalone};
 use serde_json::Value;
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn binary(path: &str, package: &str) -> &'static str {
-    assert!(
-        Path::new(path).exists(),
-        "{path} is missing: apt-get install {package} (scripts/test installs it)"
-    );
-    Box::leak(path.to_string().into_boxed_str())
-}
-
-fn spawn(bin: &str, args: &[String]) -> Proc {
-    Proc(
-        Command::new(bin)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {bin}: {e}")),
-    )
-}
-
-fn wait_http(url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if reqwest::blocking::get(url).is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{url} did not answer");
-}
-
-fn now_s() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
 
 /// The test exporter: `/flap` fails during odd 4-second windows, `/change`
 /// exposes `change_a` during even windows and `change_b` during odd ones,
@@ -252,7 +204,7 @@ fn hearth_and_prometheus_scrape_the_same() {
     let node = free_port();
     // A fixed set of collectors whose series do not come and go.
     let _node = spawn(
-        node_bin,
+        Path::new(node_bin),
         &[
             format!("--web.listen-address=127.0.0.1:{node}"),
             "--collector.disable-defaults".into(),
@@ -263,14 +215,16 @@ fn hearth_and_prometheus_scrape_the_same() {
             "--collector.stat".into(),
             "--collector.time".into(),
         ],
+        None,
     );
     let pgw = free_port();
     let _pgw = spawn(
-        pgw_bin,
+        Path::new(pgw_bin),
         &[
             format!("--web.listen-address=127.0.0.1:{pgw}"),
             format!("--persistence.file={}", dir.path().join("pgw").display()),
         ],
+        None,
     );
     wait_http(&format!("http://127.0.0.1:{node}/metrics"));
     wait_http(&format!("http://127.0.0.1:{pgw}/metrics"));

@@ -1,14 +1,13 @@
 //! Compiles the `.proto` files under the workspace's `proto/` directory into
-//! Rust with prost, without a `protoc` binary: `protox` (a pure-Rust protobuf
-//! compiler) parses the files into a `FileDescriptorSet` and
-//! `prost_build::Config::compile_fds` generates the code from it.
+//! Rust with prost and tonic, without a `protoc` binary: `protox` (a
+//! pure-Rust protobuf compiler) parses the files into a `FileDescriptorSet`,
+//! and `tonic_prost_build` generates the messages and the gRPC clients and
+//! servers from it in one pass, so service types refer to these message types
+//! (tonic 0.14 moved the prost glue into `tonic-prost-build`).
 //!
-//! Adding a file (StoreAPI, raft messages): list it in `PROTOS`; each proto
-//! package becomes one `$OUT_DIR/<package>.rs` that `src/lib.rs` includes.
-//! When gRPC services arrive, generate them from the same descriptor set with
-//! `tonic_prost_build::configure()...compile_fds(fds)` (tonic 0.14 moved the
-//! prost glue into `tonic-prost-build`), keeping messages and services in one
-//! pass so service types refer to these message types.
+//! Adding a file: list it in `PROTOS`; each proto package becomes one
+//! `$OUT_DIR/<package>.rs` that `src/lib.rs` includes. Well-known types
+//! (`google.protobuf.Any`) come from `prost-types`.
 
 use std::path::PathBuf;
 
@@ -17,7 +16,14 @@ const PROTOS: &[&str] = &[
     "prometheus/types.proto",
     "prometheus/remote.proto",
     "io/prometheus/write/v2/types.proto",
+    "thanos/store/labelpb/types.proto",
+    "thanos/store/storepb/types.proto",
+    "thanos/store/storepb/rpc.proto",
+    "thanos/info/infopb/rpc.proto",
 ];
+
+/// Chunk bytes are handed on to readers and writers without copying.
+const BYTES_FIELDS: &[&str] = &[".prometheus.Chunk.data", ".thanos.Chunk.data"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
@@ -30,9 +36,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(PROTOS, [&proto_root])
         .map_err(|e| format!("compile protos under {}: {e:?}", proto_root.display()))?;
 
-    prost_build::Config::new()
-        // Chunk bytes are handed on to readers without copying.
-        .bytes([".prometheus.Chunk.data"])
+    let builder = tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true);
+    BYTES_FIELDS
+        .iter()
+        .fold(builder, |b, path| b.bytes(path))
         .compile_fds(fds)
         .map_err(|e| format!("generate Rust from protos: {e}"))?;
     Ok(())

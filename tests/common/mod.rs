@@ -239,6 +239,11 @@ impl Prometheus {
 
     /// Starts it with the configuration file `config`, data under `dir`.
     pub fn start_with_config(dir: &Path, config: &Path) -> Prometheus {
+        Self::start_with_flags(dir, config, &[])
+    }
+
+    /// [`Self::start_with_config`] with extra command-line flags.
+    pub fn start_with_flags(dir: &Path, config: &Path, extra: &[&str]) -> Prometheus {
         std::fs::create_dir_all(dir).expect("create the Prometheus dir");
         let ok = Command::new("prometheus")
             .arg("--version")
@@ -255,6 +260,7 @@ impl Prometheus {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--web.enable-remote-write-receiver")
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(
                 std::fs::File::create(dir.join("prometheus.log")).expect("create prometheus.log"),
@@ -285,4 +291,72 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Proc {
+    /// SIGKILL and wait.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The path of an installed program, or a panic naming its package.
+pub fn binary(path: &str, package: &str) -> &'static str {
+    assert!(
+        Path::new(path).exists(),
+        "{path} is missing: apt-get install {package} (scripts/test installs it)"
+    );
+    Box::leak(path.to_string().into_boxed_str())
+}
+
+/// Starts `bin` with `args`, its stderr into `log` (or discarded).
+pub fn spawn(bin: &Path, args: &[String], log: Option<&Path>) -> Proc {
+    let stderr = match log {
+        Some(p) => Stdio::from(std::fs::File::create(p).expect("create log file")),
+        None => Stdio::null(),
+    };
+    Proc(
+        Command::new(bin)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display())),
+    )
+}
+
+/// Waits until `url` answers 2xx (60 s at most).
+pub fn wait_http(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let client = reqwest::blocking::Client::new();
+    while Instant::now() < deadline {
+        if client
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{url} did not answer");
+}
+
+/// Seconds since the epoch.
+pub fn now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after the epoch")
+        .as_secs_f64()
 }

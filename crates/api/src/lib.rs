@@ -49,6 +49,10 @@ pub struct ApiState {
     /// The component's name in probe answers (`Hearth standalone`).
     pub component: &'static str,
     pub queryable: Arc<dyn Queryable>,
+    /// Builds the storage a request reads through from its parameters
+    /// (the querier: `dedup`, `partial_response`, `replicaLabels[]`);
+    /// `None`: every request reads `queryable`.
+    pub scoped: Option<Arc<dyn ScopedQueryable>>,
     /// The server's PromQL options (`--query.*` flags).
     pub engine_options: hearth_promql::EngineOptions,
     /// `None` when this server does not accept remote writes.
@@ -74,6 +78,21 @@ impl ApiState {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
+
+    /// The storage the request with `params` reads through.
+    pub fn queryable_for(&self, params: &params::Params) -> ApiResult<Arc<dyn Queryable>> {
+        match &self.scoped {
+            None => Ok(self.queryable.clone()),
+            Some(scoped) => scoped.for_request(params),
+        }
+    }
+}
+
+/// Storage whose behaviour a request's parameters choose (the querier's
+/// replica deduplication and partial responses).
+pub trait ScopedQueryable: Send + Sync {
+    /// The storage for one request; a bad parameter is the client's error.
+    fn for_request(&self, params: &params::Params) -> ApiResult<Arc<dyn Queryable>>;
 }
 
 /// Reloads the configuration (`POST /-/reload`, SIGHUP).

@@ -32,11 +32,11 @@ pub async fn series(State(state): State<ApiState>, params: Params) -> ApiResult<
     if selectors.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
+    let queryable = state.queryable_for(&params)?;
     let mut all: BTreeSet<Labels> = BTreeSet::new();
     let mut warnings = Vec::new();
     for matchers in &selectors {
-        let set = state
-            .queryable
+        let set = queryable
             .select(matchers, SelectHints::new(start, end).series_only())
             .await?;
         warnings.extend(set.warnings);
@@ -61,10 +61,11 @@ pub async fn labels(State(state): State<ApiState>, params: Params) -> ApiResult<
     let (start, end) = range(&params)?;
     let limit = params.limit()?;
     let selectors = parse_match_params(&params)?;
+    let queryable = state.queryable_for(&params)?;
     let mut names = BTreeSet::new();
     let mut warnings = Vec::new();
     for matchers in selectors_or_all(&selectors) {
-        let r = state.queryable.label_names(matchers, start, end).await?;
+        let r = queryable.label_names(matchers, start, end).await?;
         warnings.extend(r.warnings);
         names.extend(r.values);
     }
@@ -81,13 +82,11 @@ pub async fn label_values(
     let (start, end) = range(&params)?;
     let limit = params.limit()?;
     let selectors = parse_match_params(&params)?;
+    let queryable = state.queryable_for(&params)?;
     let mut values = BTreeSet::new();
     let mut warnings = Vec::new();
     for matchers in selectors_or_all(&selectors) {
-        let r = state
-            .queryable
-            .label_values(&name, matchers, start, end)
-            .await?;
+        let r = queryable.label_values(&name, matchers, start, end).await?;
         warnings.extend(r.warnings);
         values.extend(r.values);
     }

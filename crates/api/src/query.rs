@@ -132,7 +132,7 @@ pub async fn instant(State(state): State<ApiState>, params: Params) -> ApiResult
     let t = params.time_or("time", (state.clock)())?;
     let limit = params.limit()?;
     let (engine, timeout) = engine_for(&state, &params)?;
-    let storage = state.queryable.clone();
+    let storage = state.queryable_for(&params)?;
     let r = run_query(timeout, move |rt, timeout| {
         block_on_within(
             rt,
@@ -180,7 +180,7 @@ pub async fn range(State(state): State<ApiState>, params: Params) -> ApiResult<R
     }
     let limit = params.limit()?;
     let (engine, timeout) = engine_for(&state, &params)?;
-    let storage = state.queryable.clone();
+    let storage = state.queryable_for(&params)?;
     let r = run_query(timeout, move |rt, timeout| {
         block_on_within(
             rt,

@@ -2,8 +2,11 @@
 //! every component; each subcommand lives in its own module.
 
 mod flags;
+mod query;
 mod scraping;
+mod sidecar;
 mod standalone;
+mod store;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +36,12 @@ enum Command {
     Standalone(standalone::Args),
     /// The scraper into a local TSDB, without the query API (for the distributed setup, where the sidecar ships its blocks).
     Scrape(standalone::Args),
+    /// Beside an unmodified Prometheus: serves its data over StoreAPI and ships its blocks to object storage.
+    Sidecar(sidecar::Args),
+    /// The store gateway: every block of a bucket over StoreAPI.
+    Store(store::Args),
+    /// The querier: PromQL and the HTTP API over StoreAPI endpoints, replicas deduplicated.
+    Query(query::Args),
     /// Offline tools: backfill blocks from OpenMetrics.
     Tools(tools::Args),
 }
@@ -56,6 +65,15 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(standalone::run(args, standalone::Mode::Scrape))
         }
+        Command::Sidecar(args) => runtime()?.block_on(sidecar::run(args)),
+        Command::Store(args) => runtime()?.block_on(store::run(args)),
+        Command::Query(args) => runtime()?.block_on(query::run(args)),
         Command::Tools(args) => tools::run(args),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

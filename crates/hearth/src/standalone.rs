@@ -37,6 +37,10 @@ pub struct Args {
         default_value = "data/"
     )]
     storage_path: std::path::PathBuf,
+    /// Address of the StoreAPI (gRPC) over the local TSDB, for `hearth
+    /// query` (Thanos uses :10901). Off unless given.
+    #[arg(long = "grpc-address", env = "HEARTH_GRPC_ADDRESS")]
+    grpc_address: Option<SocketAddr>,
     /// Address to listen on for the API and UI.
     #[arg(
         long = "web.listen-address",
@@ -99,6 +103,10 @@ fn flags_map(args: &Args) -> std::collections::BTreeMap<String, String> {
     );
     put("storage.tsdb.path", args.storage_path.display().to_string());
     put("web.listen-address", args.listen_address.to_string());
+    put(
+        "grpc-address",
+        args.grpc_address.map(|a| a.to_string()).unwrap_or_default(),
+    );
     put("storage.tsdb.retention.time", args.retention_time.clone());
     put(
         "storage.tsdb.retention.size",
@@ -214,6 +222,7 @@ pub async fn run(args: Args, mode: Mode) -> anyhow::Result<()> {
             Mode::Scrape => "Hearth scraper",
         },
         queryable: db.clone(),
+        scoped: None,
         engine_options: hearth_promql::EngineOptions {
             lookback_delta_ms: args.lookback_delta,
             timeout: Duration::from_millis(args.query_timeout.max(1) as u64),
@@ -232,13 +241,26 @@ pub async fn run(args: Args, mode: Mode) -> anyhow::Result<()> {
         registry: Arc::new(registry),
         clock,
     };
+    let shutdown = CancellationToken::new();
+    let store_api = match args.grpc_address {
+        None => None,
+        Some(addr) => Some(
+            serve_store_api(
+                addr,
+                db.clone(),
+                scraping.external_labels(),
+                mode,
+                shutdown.clone(),
+            )
+            .await?,
+        ),
+    };
     let app = match mode {
         Mode::Standalone => hearth_api::router(state),
         Mode::Scrape => hearth_api::scraper_router(state),
     };
     ready.store(true, std::sync::atomic::Ordering::Release);
 
-    let shutdown = CancellationToken::new();
     let compactor = tokio::spawn(compaction_loop(
         db.clone(),
         shipper,
@@ -259,8 +281,67 @@ pub async fn run(args: Args, mode: Mode) -> anyhow::Result<()> {
     shutdown.cancel();
     scraping.stop().await;
     compactor.await?;
+    if let Some(store_api) = store_api {
+        store_api.await?.context("serve StoreAPI")?;
+    }
     db.close().context("close storage")?;
     Ok(())
+}
+
+/// Serves the local TSDB over StoreAPI on `addr` until `shutdown`: the
+/// head and the local blocks, with the configuration's external labels.
+async fn serve_store_api(
+    addr: SocketAddr,
+    db: Arc<Db>,
+    external: std::collections::BTreeMap<String, String>,
+    mode: Mode,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listen on {addr}"))?;
+    tracing::info!(address = %listener.local_addr()?, "StoreAPI listening");
+    let labels = hearth_model::Labels::new(external.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let component = match mode {
+        Mode::Standalone => "standalone",
+        Mode::Scrape => "scrape",
+    };
+    let info = {
+        let db = db.clone();
+        let labels = labels.clone();
+        Arc::new(move || hearth_storeapi::StoreInfo {
+            component: component.to_string(),
+            label_sets: if labels.is_empty() {
+                Vec::new()
+            } else {
+                vec![labels.clone()]
+            },
+            min_time: oldest_sample(&db),
+            max_time: i64::MAX,
+            supports_without_replica_labels: true,
+        })
+    };
+    let server = hearth_storeapi::server::StoreServer::new(db, labels, info);
+    Ok(tokio::spawn(async move {
+        hearth_storeapi::server::serve(listener, server, async move { shutdown.cancelled().await })
+            .await
+            .map_err(anyhow::Error::from)
+    }))
+}
+
+/// The oldest sample time over blocks and head; `i64::MAX` when empty
+/// (an empty store is never selected).
+fn oldest_sample(db: &Db) -> i64 {
+    let head = db.head();
+    let head_min = if head.is_empty() {
+        i64::MAX
+    } else {
+        head.min_time()
+    };
+    db.blocks()
+        .iter()
+        .map(|b| b.meta().min_time)
+        .fold(head_min, i64::min)
 }
 
 /// `/api/v1/status/tsdb` from the head's statistics.
@@ -366,7 +447,7 @@ async fn compaction_loop(
     }
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

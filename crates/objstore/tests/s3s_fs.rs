@@ -6,140 +6,26 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hearth_objstore::object_store::path::Path;
 use hearth_objstore::{paths, Bucket, Operation, RetryPolicy, Shipper};
+use hearth_test_utils::s3::{find_s3s_fs, S3sFs};
 use support::{count_samples, labels, make_blocks};
-
-const ACCESS_KEY: &str = "hearth";
-const SECRET_KEY: &str = "hearth-secret";
-const BUCKET: &str = "hearth";
-
-fn find_s3s_fs() -> PathBuf {
-    let on_path = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("s3s-fs"))
-            .find(|f| f.is_file())
-    });
-    let cargo_bin = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .map(|d| d.join("bin").join("s3s-fs"));
-    if let Some(p) = on_path {
-        return p;
-    }
-    if let Some(p) = cargo_bin.as_ref().filter(|p| p.is_file()) {
-        return p.clone();
-    }
-    eprintln!(
-        "s3s-fs not found: running `cargo install s3s-fs --version 0.14.1 --features binary \
-         --locked` (about 3 minutes, once)"
-    );
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "install",
-            "s3s-fs",
-            "--version",
-            "0.14.1",
-            "--features",
-            "binary",
-            "--locked",
-        ])
-        .status()
-        .expect("run cargo install s3s-fs");
-    assert!(status.success(), "cargo install s3s-fs failed");
-    let p = cargo_bin.expect("CARGO_HOME or HOME is set");
-    assert!(p.is_file(), "s3s-fs not at {} after install", p.display());
-    p
-}
-
-/// An s3s-fs process on a fixed port and data directory; killed on drop.
-struct S3sFs {
-    bin: PathBuf,
-    port: u16,
-    data: PathBuf,
-    child: Option<Child>,
-}
-
-impl S3sFs {
-    fn start(bin: PathBuf, data: PathBuf) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        std::fs::create_dir_all(data.join(BUCKET)).unwrap();
-        let mut s = Self {
-            bin,
-            port,
-            data,
-            child: None,
-        };
-        s.restart();
-        s
-    }
-
-    fn restart(&mut self) {
-        assert!(self.child.is_none());
-        let child = Command::new(&self.bin)
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(&self.data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start s3s-fs");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "s3s-fs did not listen on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn bucket(&self) -> Bucket {
-        let yaml = format!(
-            "type: S3\nconfig:\n  bucket: {BUCKET}\n  endpoint: 127.0.0.1:{}\n  \
-             access_key: {ACCESS_KEY}\n  secret_key: {SECRET_KEY}\n  insecure: true\n  \
-             region: us-east-1\n  part_size: 5242880\n",
-            self.port
-        );
-        Bucket::from_yaml(&yaml).unwrap()
-    }
-}
-
-impl Drop for S3sFs {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3s_fs_round_trip_and_shipper_across_an_outage() {
     let bin = find_s3s_fs();
     let tmp = tempfile::tempdir().unwrap();
     let mut server = S3sFs::start(bin, tmp.path().join("s3data"));
-    let bucket = server.bucket().with_retry(RetryPolicy {
-        max_attempts: 40,
-        initial_backoff: Duration::from_millis(100),
-        max_backoff: Duration::from_millis(500),
-    });
+    let bucket = Bucket::from_yaml(&server.objstore_yaml())
+        .unwrap()
+        .with_retry(RetryPolicy {
+            max_attempts: 40,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(500),
+        });
 
     // Objects.
     let p = paths::debug("hello");

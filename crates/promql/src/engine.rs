@@ -14,8 +14,8 @@ use promql_parser::parser::Expr;
 
 use crate::duration_expr::{self, DurationContext};
 use crate::eval::{
-    check_same_labelset, clamp_time, collect_selectors, push_point, selector_key,
-    selector_matchers, without_name, Evaluator, FastMap, StoredSeries,
+    check_same_labelset, clamp_time, collect_selectors, enclosing_functions, push_point,
+    selector_key, selector_matchers, without_name, Evaluator, FastMap, StoredSeries,
 };
 use crate::info::{add_default_info_selectors, rewrite_info_selectors};
 use crate::range_modifiers::{self, RangeModifier};
@@ -262,6 +262,8 @@ impl Engine {
             self.opts.lookback_delta_ms,
             &mut selectors,
         );
+        let mut functions = HashMap::new();
+        enclosing_functions(expr, &mut functions);
         let mut warnings = Vec::new();
         // Fetch every selector's series (encoded), then decode them all.
         let mut fetched: Vec<(usize, i64, i64, Vec<hearth_storage_api::Series>)> = Vec::new();
@@ -276,9 +278,9 @@ impl Engine {
             let groups = selector_matchers(vs)?;
             let several = groups.len() > 1;
             for matchers in groups {
-                let set = storage
-                    .select(&matchers, SelectHints::new(mint, maxt))
-                    .await?;
+                let mut hints = SelectHints::new(mint, maxt);
+                hints.func = functions.get(&selector_key(vs)).copied();
+                let set = storage.select(&matchers, hints).await?;
                 warnings.extend(set.warnings);
                 for s in set.series {
                     if several && merged.iter().any(|m| m.labels == s.labels) {

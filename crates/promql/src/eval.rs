@@ -865,6 +865,45 @@ pub(crate) fn collect_selectors<'e>(
     }
 }
 
+/// The function each selector is a direct argument of (`rate(x[5m])` →
+/// `rate`), keyed by [`selector_key`]: the querier's replica deduplication
+/// adjusts counters only under `rate`, `irate`, `increase` and `resets`.
+pub(crate) fn enclosing_functions(e: &Expr, out: &mut HashMap<usize, &'static str>) {
+    match e {
+        Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_)
+        | Expr::Extension(_)
+        | Expr::VectorSelector(_)
+        | Expr::MatrixSelector(_) => {}
+        Expr::Paren(p) => enclosing_functions(&p.expr, out),
+        Expr::Unary(u) => enclosing_functions(&u.expr, out),
+        Expr::Binary(b) => {
+            enclosing_functions(&b.lhs, out);
+            enclosing_functions(&b.rhs, out);
+        }
+        Expr::Aggregate(a) => {
+            enclosing_functions(&a.expr, out);
+            if let Some(p) = &a.param {
+                enclosing_functions(p, out);
+            }
+        }
+        Expr::Subquery(sq) => enclosing_functions(&sq.expr, out),
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                match unwrap_parens(a) {
+                    Expr::VectorSelector(vs) => {
+                        out.insert(selector_key(vs), c.func.name);
+                    }
+                    Expr::MatrixSelector(ms) => {
+                        out.insert(selector_key(&ms.vs), c.func.name);
+                    }
+                    other => enclosing_functions(other, out),
+                }
+            }
+        }
+    }
+}
+
 fn selector_span(vs: &VectorSelector, start: i64, end: i64, qstart: i64, qend: i64) -> (i64, i64) {
     let off = offset_ms(&vs.offset);
     match at_ms(&vs.at, qstart, qend) {

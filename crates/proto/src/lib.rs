@@ -8,12 +8,17 @@
 //!   ([`prometheus::ReadRequest`], [`prometheus::ChunkedReadResponse`], ...).
 //! * [`write_v2`]: package `io.prometheus.write.v2`, remote write 2.0
 //!   ([`write_v2::Request`]).
+//! * [`thanos`]: package `thanos`, Thanos's StoreAPI messages and the
+//!   `thanos.Store` gRPC service ([`thanos::store_client::StoreClient`],
+//!   [`thanos::store_server::StoreServer`]); [`thanos::info`]: package
+//!   `thanos.info`, the `thanos.info.Info` service. Wire compatible with
+//!   Thanos (shared/specs/storeapi.md).
 //!
 //! [`remote_write`] turns a receiver's request body into Hearth's model
 //! (`hearth_model::Labels`, `hearth_model::Sample`) with Prometheus 3's
 //! validation rules, and encodes requests for senders and tests. Each proto
-//! package gets one module here; StoreAPI and raft messages will follow the
-//! same pattern.
+//! package gets one module here (a nested package, like `thanos.info`, a
+//! nested module, so that prost's `super::` paths resolve).
 
 pub mod error;
 pub mod remote_write;
@@ -30,4 +35,18 @@ pub mod prometheus {
 #[allow(clippy::all, missing_docs)]
 pub mod write_v2 {
     include!(concat!(env!("OUT_DIR"), "/io.prometheus.write.v2.rs"));
+}
+
+/// Package `thanos`: StoreAPI messages (labels, matchers, series, chunks) and
+/// the `thanos.Store` service's client and server.
+#[allow(clippy::all, missing_docs)]
+pub mod thanos {
+    include!(concat!(env!("OUT_DIR"), "/thanos.rs"));
+
+    /// Package `thanos.info`: the `thanos.info.Info` service's messages,
+    /// client and server.
+    #[allow(clippy::all, missing_docs)]
+    pub mod info {
+        include!(concat!(env!("OUT_DIR"), "/thanos.info.rs"));
+    }
 }

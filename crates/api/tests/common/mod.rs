@@ -44,6 +44,7 @@ pub fn state(
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(ApiMetrics::new(&mut registry));
     ApiState {
+        scoped: None,
         component: "Hearth test",
         queryable,
         engine_options,
