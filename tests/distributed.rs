@@ -599,3 +599,160 @@ fn sidecar_passes_the_storeapi_acceptance_suite() {
         panic!("the sidecar fails the StoreAPI acceptance suite:\n{report}");
     }
 }
+
+/// Every block file in the bucket as meta.json's `thanos.files` lists it,
+/// with its size: a block is complete or absent.
+fn assert_complete(bucket: &Path, id: &str) {
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(bucket.join(id).join("meta.json")).unwrap())
+            .unwrap();
+    for f in meta["thanos"]["files"].as_array().unwrap() {
+        let rel = f["rel_path"].as_str().unwrap();
+        if rel == "meta.json" {
+            continue;
+        }
+        let len = std::fs::metadata(bucket.join(id).join(rel))
+            .unwrap_or_else(|e| panic!("{id}/{rel}: {e}"))
+            .len();
+        assert_eq!(Some(len as i64), f["size_bytes"].as_i64(), "{id}/{rel}");
+    }
+}
+
+/// Faults: the S3 server stopped while blocks are due (the scraper also
+/// restarted during the outage), then a corrupt block in the bucket. Every
+/// block lands once and complete, the shipper's record survives the
+/// restart, the store gateway keeps answering, and skips the corrupt block
+/// with a warning while serving the rest.
+#[test]
+fn s3_outage_and_a_corrupt_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s3 = S3sFs::start(find_s3s_fs(), dir.path().join("s3data"));
+    let objstore = dir.path().join("objstore.yml");
+    std::fs::write(&objstore, s3.objstore_yaml()).unwrap();
+    let exporter = start_exporter();
+    let (_node, node) = start_node_exporter();
+    let (mut a, _) = Scraper::start(
+        dir.path(),
+        "a",
+        &scrape_config(exporter, node, &[("cluster", "eu"), ("replica", "a")]),
+        &objstore,
+    );
+    let store_grpc = free_port();
+    let _store = hearth(
+        "store",
+        &[
+            format!("--objstore.config-file={}", objstore.display()),
+            format!("--data-dir={}", dir.path().join("store").display()),
+            format!("--grpc-address=127.0.0.1:{store_grpc}"),
+            format!("--http-address=127.0.0.1:{}", free_port()),
+            "--sync-block-duration=1s".into(),
+        ],
+        &dir.path().join("store.log"),
+    );
+    wait_grpc(store_grpc);
+    let query_http = free_port();
+    let _query = hearth(
+        "query",
+        &[
+            format!("--endpoint=127.0.0.1:{store_grpc}"),
+            "--query.replica-label=replica".into(),
+            format!("--http-address=127.0.0.1:{query_http}"),
+            "--store.refresh-interval=1s".into(),
+        ],
+        &dir.path().join("query.log"),
+    );
+    let q = format!("http://127.0.0.1:{query_http}");
+    wait_http(&format!("{q}/-/ready"));
+    let bucket = s3.bucket_dir();
+    wait_for("the first block", Duration::from_secs(240), || {
+        !shipped_blocks(&bucket).is_empty()
+    });
+    let first = shipped_blocks(&bucket);
+
+    // The outage: long enough for the next block to be cut and its upload
+    // to fail; the scraper restarts in the middle of it.
+    s3.stop();
+    std::thread::sleep(Duration::from_secs(35));
+    // Meanwhile the store gateway still answers from what it has.
+    let during = get(&q, "/api/v1/query", &[("query", "count(static_gauge)".into())]);
+    assert!(
+        during["data"]["result"].as_array().is_some(),
+        "answer during the outage: {during}"
+    );
+    a.restart();
+    std::thread::sleep(Duration::from_secs(35));
+    s3.restart();
+    wait_for("a block shipped after the outage", Duration::from_secs(180), || {
+        shipped_blocks(&bucket).len() >= first.len() + 2
+    });
+    let blocks = shipped_blocks(&bucket);
+    for (id, _) in &blocks {
+        assert_complete(&bucket, id);
+    }
+    // Each block once: no two with the same time range.
+    let mut ranges: Vec<(i64, i64)> = blocks
+        .iter()
+        .map(|(id, _)| {
+            let m: Value = serde_json::from_str(
+                &std::fs::read_to_string(bucket.join(id).join("meta.json")).unwrap(),
+            )
+            .unwrap();
+            (m["minTime"].as_i64().unwrap(), m["maxTime"].as_i64().unwrap())
+        })
+        .collect();
+    ranges.sort();
+    let unique = ranges.len();
+    ranges.dedup();
+    assert_eq!(ranges.len(), unique, "a block uploaded twice: {ranges:?}");
+    // The shipper's record, across the restart, names every shipped block.
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("data-a").join("thanos.shipper.json")).unwrap(),
+    )
+    .unwrap();
+    let recorded: Vec<&str> = state["uploaded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for (id, _) in &blocks {
+        assert!(recorded.contains(&id.as_str()), "{id} not in {state}");
+    }
+
+    // A corrupt block: a copy of a good one with a garbage index.
+    let good = &blocks[0].0;
+    let bad = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    let bad_dir = bucket.join(bad);
+    std::fs::create_dir_all(bad_dir.join("chunks")).unwrap();
+    for entry in std::fs::read_dir(bucket.join(good).join("chunks")).unwrap() {
+        let e = entry.unwrap();
+        std::fs::copy(e.path(), bad_dir.join("chunks").join(e.file_name())).unwrap();
+    }
+    std::fs::write(bad_dir.join("index"), b"not an index at all").unwrap();
+    let meta = std::fs::read_to_string(bucket.join(good).join("meta.json"))
+        .unwrap()
+        .replace(good.as_str(), bad);
+    std::fs::write(bad_dir.join("meta.json"), meta).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    // At the end of the copied block's range: both it and the good one are
+    // read.
+    let good_meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(bucket.join(good).join("meta.json")).unwrap(),
+    )
+    .unwrap();
+    let t = (good_meta["maxTime"].as_i64().unwrap() - 1) as f64 / 1000.0;
+    let body = get(
+        &q,
+        "/api/v1/query",
+        &[("query", "static_gauge".into()), ("time", format!("{t:.3}"))],
+    );
+    assert_eq!(
+        body["data"]["result"].as_array().unwrap().len(),
+        2,
+        "the good blocks still answer: {body}"
+    );
+    let warnings = body["warnings"].to_string();
+    assert!(warnings.contains(bad), "a warning names the corrupt block: {body}");
+    let log = std::fs::read_to_string(dir.path().join("store.log")).unwrap();
+    assert!(log.contains(bad), "the store gateway logs the corrupt block");
+}

@@ -346,8 +346,9 @@ impl KubernetesAttachMetadata {
 }
 
 inline_http_client! {
-    /// `kubernetes_sd_configs` entry. Accepted and validated; Hearth has
-    /// no Kubernetes client yet.
+    /// `kubernetes_sd_configs` entry: the API server from `api_server`,
+    /// `kubeconfig_file` or the in-cluster service account
+    /// (hearth-discovery's kubernetes module).
     pub struct KubernetesSdConfig parsed as RawKubernetesSdConfig with HttpClientConfig::default {
         #[serde(
             default,

@@ -6,18 +6,23 @@
 //! of changes all groups of the role are rebuilt, and the changed ones (and
 //! empty groups for vanished objects) are sent.
 
+mod kubeconfig;
 mod objects;
 mod targets;
+mod token;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Duration;
 
 use hearth_config::discovery::{KubernetesRole, KubernetesSdConfig};
+use hearth_config::http::HttpClientConfig;
 use tokio::sync::mpsc;
 
 use crate::client::HttpClient;
 use crate::{Error, GroupSender, Result, TargetGroup};
 use objects::{Kind, Object, Stores, WatchEvent};
+use token::BearerToken;
 
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -27,14 +32,28 @@ pub struct KubernetesDiscovery {
     role: KubernetesRole,
     api_server: String,
     client: HttpClient,
-    /// The in-cluster service-account token file, read on every request.
-    token_file: Option<String>,
+    /// The bearer token of a kubeconfig user or of the in-cluster service
+    /// account; `None` when the HTTP client settings authorize requests.
+    token: Option<BearerToken>,
     /// Empty for all namespaces.
     namespaces: Vec<String>,
     /// Label and field selectors per watched kind.
     selectors: BTreeMap<Kind, (String, String)>,
     /// Delay before listing again after a failure.
     retry_delay: Duration,
+}
+
+/// Where the API server is and how to authenticate to it, whichever way it
+/// was configured: `api_server` with the entry's HTTP client settings, a
+/// kubeconfig file, or the in-cluster service account.
+#[derive(Debug)]
+pub(crate) struct ApiServerAccess {
+    /// The base URL without a trailing `/` (it may end in a path prefix).
+    pub server: String,
+    /// TLS, basic auth, `authorization` and proxy settings.
+    pub http_client: HttpClientConfig,
+    /// A bearer token added to every request.
+    pub token: Option<BearerToken>,
 }
 
 /// What a list or watch task reports to the role's loop.
@@ -45,10 +64,11 @@ enum Change {
 }
 
 impl KubernetesDiscovery {
-    /// Uses `api_server`, or the in-cluster configuration (the
-    /// `KUBERNETES_SERVICE_HOST`/`_PORT` variables and the service-account
-    /// token) when it is empty. The `ingress` role and `kubeconfig_file`
-    /// are not supported yet.
+    /// Uses `api_server`, else `kubeconfig_file`, else the in-cluster
+    /// configuration (the `KUBERNETES_SERVICE_HOST`/`_PORT` variables and
+    /// the service account's token and CA). A kubeconfig that cannot be
+    /// read or used is an error here, so the manager reports it and runs
+    /// the job's other providers. The `ingress` role is not supported yet.
     pub fn new(config: &KubernetesSdConfig) -> Result<Self> {
         let role = config.role();
         if role == KubernetesRole::Ingress {
@@ -56,24 +76,24 @@ impl KubernetesDiscovery {
                 "kubernetes discovery: the ingress role is not supported yet".into(),
             ));
         }
-        if !config.kubeconfig_file.is_empty() {
-            return Err(Error::Client(
-                "kubernetes discovery: kubeconfig_file is not supported yet".into(),
-            ));
-        }
-        let (api_server, token_file) = if config.api_server.is_empty() {
-            let host = std::env::var("KUBERNETES_SERVICE_HOST").unwrap_or_default();
-            let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_default();
-            if host.is_empty() || port.is_empty() {
-                return Err(Error::Client(
-                    "kubernetes discovery: no api_server and not running in a cluster".into(),
-                ));
+        let access = if !config.api_server.is_empty() {
+            ApiServerAccess {
+                server: config.api_server.trim_end_matches('/').to_string(),
+                http_client: config.http_client.clone(),
+                token: None,
             }
-            let url = format!("https://{}", crate::join_host_port(&host, port));
-            (url, Some(format!("{SERVICE_ACCOUNT_DIR}/token")))
+        } else if !config.kubeconfig_file.is_empty() {
+            kubeconfig::load(Path::new(&config.kubeconfig_file))?
         } else {
-            (config.api_server.trim_end_matches('/').to_string(), None)
+            in_cluster()?
         };
+        // A bad certificate in a kubeconfig is reported as the kubeconfig's.
+        let client = HttpClient::new(&access.http_client, None).map_err(|e| match e {
+            Error::Client(message) if !config.kubeconfig_file.is_empty() => {
+                Error::Client(format!("kubeconfig {}: {message}", config.kubeconfig_file))
+            }
+            other => other,
+        })?;
         let mut namespaces = config.namespaces.names.clone();
         if config.namespaces.own_namespace {
             let path = format!("{SERVICE_ACCOUNT_DIR}/namespace");
@@ -90,9 +110,9 @@ impl KubernetesDiscovery {
             .collect();
         Ok(KubernetesDiscovery {
             role,
-            api_server,
-            client: HttpClient::new(&config.http_client, None)?,
-            token_file,
+            api_server: access.server,
+            client,
+            token: access.token,
             namespaces,
             selectors,
             retry_delay: Duration::from_secs(1),
@@ -197,9 +217,8 @@ impl KubernetesDiscovery {
         extra: &[(&str, &str)],
     ) -> Result<reqwest::RequestBuilder> {
         let mut request = self.client.get(url)?;
-        if let Some(file) = &self.token_file {
-            let token = crate::client::read_secret(file, url)?;
-            request = request.bearer_auth(token);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.current(url)?);
         }
         let mut query: Vec<(&str, &str)> = extra.to_vec();
         if let Some((label, field)) = self.selectors.get(&kind) {
@@ -317,6 +336,38 @@ impl KubernetesDiscovery {
             }
         }
     }
+}
+
+/// client-go's `rest.InClusterConfig`: the API server from the
+/// `KUBERNETES_SERVICE_HOST`/`_PORT` variables, the service account's token
+/// (read on every request: it is rotated) and its CA when it can be read
+/// (else the system's roots, as client-go logs and goes on).
+fn in_cluster() -> Result<ApiServerAccess> {
+    let host = std::env::var("KUBERNETES_SERVICE_HOST").unwrap_or_default();
+    let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_default();
+    if host.is_empty() || port.is_empty() {
+        return Err(Error::Client(
+            "kubernetes discovery: no api_server and not running in a cluster".into(),
+        ));
+    }
+    let mut http_client = HttpClientConfig::default();
+    let ca_file = format!("{SERVICE_ACCOUNT_DIR}/ca.crt");
+    if std::fs::File::open(&ca_file).is_ok() {
+        http_client.tls_config.ca_file = ca_file;
+    } else {
+        tracing::warn!(
+            ca_file,
+            "kubernetes discovery: cannot read the service account's CA, using the system's"
+        );
+    }
+    Ok(ApiServerAccess {
+        server: format!("https://{}", crate::join_host_port(&host, port)),
+        http_client,
+        token: Some(BearerToken::from_file(
+            format!("{SERVICE_ACCOUNT_DIR}/token"),
+            "",
+        )),
+    })
 }
 
 #[cfg(test)]

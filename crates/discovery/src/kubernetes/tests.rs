@@ -1,6 +1,7 @@
 use std::sync::{Arc, Mutex};
 
-use axum::http::Uri;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::IntoResponse;
 use axum::Router;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -85,7 +86,16 @@ fn items(resource: &str) -> Value {
 /// version 1 streams the addition of pod `web-2`; other watches stay open
 /// for a while with nothing. Records every request's path and query.
 async fn serve(requests: Arc<Mutex<Vec<String>>>) -> String {
-    let app = Router::new().fallback(move |uri: Uri| {
+    serve_checking_token(requests, None).await
+}
+
+/// [`serve`], answering 401 to requests without `Authorization: Bearer
+/// <token>` when a token is given.
+async fn serve_checking_token(
+    requests: Arc<Mutex<Vec<String>>>,
+    token: Option<&'static str>,
+) -> String {
+    let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
         let requests = requests.clone();
         async move {
             let query = uri.query().unwrap_or("").to_string();
@@ -93,18 +103,24 @@ async fn serve(requests: Arc<Mutex<Vec<String>>>) -> String {
                 .lock()
                 .unwrap()
                 .push(format!("{}?{query}", uri.path()));
+            if let Some(token) = token {
+                let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+                if authorization != Some(format!("Bearer {token}").as_str()) {
+                    return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
+                }
+            }
             let resource = uri.path().rsplit('/').next().unwrap_or("").to_string();
             if !query.contains("watch=1") {
                 let list = json!({"metadata": {"resourceVersion": "1"}, "items": items(&resource)});
-                return list.to_string();
+                return list.to_string().into_response();
             }
             if resource == "pods" && query.contains("resourceVersion=1") {
                 let ports = json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}]);
                 let event = json!({"type": "ADDED", "object": pod("web-2", "10.0.0.7", ports)});
-                return format!("{event}\n");
+                return format!("{event}\n").into_response();
             }
             tokio::time::sleep(Duration::from_secs(5)).await;
-            String::new()
+            String::new().into_response()
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -394,5 +410,99 @@ async fn node_role() {
             ("__meta_kubernetes_node_address_InternalIP", "192.168.1.1"),
             ("__meta_kubernetes_node_address_Hostname", "node-1"),
         ])]
+    );
+}
+
+/// A kubeconfig whose current context reaches `server` with the token in
+/// the file `token` beside it (a relative path).
+fn write_kubeconfig(dir: &std::path::Path, server: &str) -> String {
+    let text = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: test\n\
+         clusters: [{{name: fake, cluster: {{server: '{server}'}}}}]\n\
+         users: [{{name: sa, user: {{tokenFile: token}}}}]\n\
+         contexts: [{{name: test, context: {{cluster: fake, user: sa}}}}]\n"
+    );
+    let path = dir.join("kubeconfig.yaml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn kubeconfig_file_gives_the_server_and_the_token() {
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let server = serve_checking_token(requests.clone(), Some("s3cret")).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+    let kubeconfig = write_kubeconfig(dir.path(), &server);
+    let config: KubernetesSdConfig = serde_saphyr::from_str(&format!(
+        "role: pod\nkubeconfig_file: {kubeconfig}\nnamespaces: {{names: [default]}}\n"
+    ))
+    .unwrap();
+    let discovery = KubernetesDiscovery::new(&config).unwrap();
+    let groups = first_groups(discovery).await;
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].source, "pod/default/web-1");
+    assert!(requests.lock().unwrap()[0].starts_with("/api/v1/namespaces/default/pods?"));
+}
+
+#[tokio::test]
+async fn a_wrong_token_gets_no_targets() {
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let server = serve_checking_token(requests.clone(), Some("s3cret")).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "wrong").unwrap();
+    let config: KubernetesSdConfig = serde_saphyr::from_str(&format!(
+        "role: node\nkubeconfig_file: {}\n",
+        write_kubeconfig(dir.path(), &server)
+    ))
+    .unwrap();
+    let mut discovery = KubernetesDiscovery::new(&config).unwrap();
+    discovery.retry_delay = Duration::from_millis(50);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(discovery.run(tx));
+    crate::testing::no_update(&mut rx, Duration::from_millis(300)).await;
+    // Lists are retried, and the token file is read again for each.
+    std::fs::write(dir.path().join("token"), "s3cret").unwrap();
+    let groups = next_update(&mut rx).await;
+    assert_eq!(groups[0].source, "node/node-1");
+    assert!(requests.lock().unwrap().len() >= 2);
+}
+
+#[test]
+fn kubeconfig_errors_fail_the_start_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |yaml: &str| {
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(&path, yaml).unwrap();
+        let config: KubernetesSdConfig =
+            serde_saphyr::from_str(&format!("role: pod\nkubeconfig_file: {}\n", path.display()))
+                .unwrap();
+        KubernetesDiscovery::new(&config).unwrap_err().to_string()
+    };
+    let path = dir.path().join("kubeconfig").display().to_string();
+    assert_eq!(
+        start("current-context: x\n"),
+        format!(r#"parse {path}: current-context "x": no such context"#)
+    );
+    let exec = "current-context: c\n\
+                clusters: [{name: k, cluster: {server: 'https://k'}}]\n\
+                users: [{name: u, user: {exec: {command: gke-gcloud-auth-plugin}}}]\n\
+                contexts: [{name: c, context: {cluster: k, user: u}}]\n";
+    assert_eq!(
+        start(exec),
+        format!(
+            r#"parse {path}: user "u": users[].user.exec: credential plugins are not supported by Hearth's kubernetes discovery"#
+        )
+    );
+    // Base64 that is not a PEM certificate fails when the client is built.
+    let bad_ca = "current-context: c\n\
+                  clusters: [{name: k, cluster: {server: 'https://k', certificate-authority-data: Zm9v}}]\n\
+                  contexts: [{name: c, context: {cluster: k}}]\n";
+    assert_eq!(
+        start(bad_ca),
+        format!(
+            "configure HTTP client: kubeconfig {path}: tls_config: unable to use specified CA cert ca: \
+             no PEM certificate in it"
+        )
     );
 }
