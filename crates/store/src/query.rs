@@ -219,14 +219,15 @@ impl BucketStore {
         limit: usize,
     ) -> Result<(Arc<LoadedBlock>, Vec<BlockSeries>)> {
         let loaded = q.block.open(&self.load_context()).await?;
-        let caches = self.inner.caches.clone();
-        let l = Arc::clone(&loaded);
-        let id = q.block.id();
-        let series = tokio::task::spawn_blocking(move || {
-            block_series(&q.block, &l, &caches, &q.matchers, mint, maxt, limit)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("look up series of block {id}: {e}")))??;
+        let caches = &self.inner.caches;
+        let lookup = || block_series(&q.block, &loaded, caches, &q.matchers, mint, maxt, limit);
+        // In place: a hand-over to the blocking pool and back cost more than
+        // a small lookup in the mapped index. On a multi-threaded runtime the
+        // worker's other tasks move to another thread meanwhile.
+        let series = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(lookup)?,
+            _ => lookup()?,
+        };
         Ok((loaded, series))
     }
 
