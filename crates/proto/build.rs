@@ -7,7 +7,8 @@
 //!
 //! Adding a file: list it in `PROTOS`; each proto package becomes one
 //! `$OUT_DIR/<package>.rs` that `src/lib.rs` includes. Well-known types
-//! (`google.protobuf.Any`) come from `prost-types`.
+//! (`google.protobuf.Any`, `google.protobuf.Timestamp`) come from
+//! `prost-types`.
 
 use std::path::PathBuf;
 
@@ -16,6 +17,7 @@ const PROTOS: &[&str] = &[
     "prometheus/types.proto",
     "prometheus/remote.proto",
     "io/prometheus/write/v2/types.proto",
+    "io/prometheus/client/metrics.proto",
     "thanos/store/labelpb/types.proto",
     "thanos/store/storepb/types.proto",
     "thanos/store/storepb/rpc.proto",

@@ -3,8 +3,10 @@
 //!
 //! Only the media type counts; its parameters (`version`, `charset`,
 //! `escaping`) are checked for syntax, as Go's `mime.ParseMediaType` does, but
-//! ignored. `text/plain` of any version is the text format and
-//! `application/openmetrics-text` of any version is OpenMetrics.
+//! ignored. `text/plain` of any version is the text format,
+//! `application/openmetrics-text` of any version is OpenMetrics and
+//! `application/vnd.google.protobuf` is the protobuf format (Prometheus
+//! does not check its `proto=` and `encoding=` either).
 
 use crate::entry::Format;
 use crate::error::{Error, Result};
@@ -14,20 +16,21 @@ const TEXT: &str = "text/plain";
 const PROTOBUF: &str = "application/vnd.google.protobuf";
 
 /// Prometheus 2's choice, which never fails: OpenMetrics when the media type
-/// is `application/openmetrics-text`, else (missing, unparsable or any other
+/// is `application/openmetrics-text`, protobuf when it is
+/// `application/vnd.google.protobuf`, else (missing, unparsable or any other
 /// type) the text format.
 pub fn format_from_content_type(content_type: &str) -> Format {
     match media_type(content_type) {
         Ok(m) if m == OPENMETRICS => Format::OpenMetrics,
+        Ok(m) if m == PROTOBUF => Format::PrometheusProto,
         _ => Format::Text004,
     }
 }
 
-/// Prometheus 3's choice: `application/openmetrics-text` and `text/plain`
-/// pick their parser; a missing (empty), unparsable or other content type
-/// uses `fallback` (the job's `fallback_scrape_protocol`) when set, and
-/// otherwise fails the scrape. The protobuf format is recognised but not
-/// supported here, so it is an error whatever the fallback.
+/// Prometheus 3's choice: `application/openmetrics-text`, `text/plain` and
+/// `application/vnd.google.protobuf` pick their parser; a missing (empty),
+/// unparsable or other content type uses `fallback` (the job's
+/// `fallback_scrape_protocol`) when set, and otherwise fails the scrape.
 pub fn negotiate_format(content_type: &str, fallback: Option<Format>) -> Result<Format> {
     let unsupported = |reason: String| Error::UnsupportedContentType {
         content_type: content_type.to_string(),
@@ -47,9 +50,7 @@ pub fn negotiate_format(content_type: &str, fallback: Option<Format>) -> Result<
         Err(reason) => no_fallback(&format!("cannot parse Content-Type ({reason})")),
         Ok(m) if m == OPENMETRICS => Ok(Format::OpenMetrics),
         Ok(m) if m == TEXT => Ok(Format::Text004),
-        Ok(m) if m == PROTOBUF => Err(unsupported(
-            "the protobuf exposition format is not supported".to_string(),
-        )),
+        Ok(m) if m == PROTOBUF => Ok(Format::PrometheusProto),
         Ok(_) => no_fallback("received unsupported Content-Type"),
     }
 }
@@ -161,6 +162,11 @@ mod tests {
             ("text/html", Format::Text004),
             ("application/openmetrics-text; version", Format::Text004),
             ("garbage/", Format::Text004),
+            (
+                "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; \
+                 encoding=delimited",
+                Format::PrometheusProto,
+            ),
         ] {
             assert_eq!(format_from_content_type(ct), want, "{ct:?}");
         }
@@ -200,6 +206,15 @@ mod tests {
         }
         let proto = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; \
                      encoding=delimited";
-        assert!(negotiate_format(proto, Some(Format::Text004)).is_err());
+        assert_eq!(ok(proto, None), Format::PrometheusProto);
+        assert_eq!(ok(proto, Some(Format::Text004)), Format::PrometheusProto);
+        assert_eq!(
+            ok("application/vnd.google.protobuf", None),
+            Format::PrometheusProto
+        );
+        assert_eq!(
+            ok("", Some(Format::PrometheusProto)),
+            Format::PrometheusProto
+        );
     }
 }

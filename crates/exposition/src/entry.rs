@@ -16,6 +16,11 @@ pub enum Format {
     /// OpenMetrics 1.0 text (`application/openmetrics-text`; version 0.0.1
     /// is parsed the same way, as Prometheus does).
     OpenMetrics,
+    /// The protobuf format (`application/vnd.google.protobuf;
+    /// proto=io.prometheus.client.MetricFamily; encoding=delimited`),
+    /// expanded into the entries the text format has for the same metrics
+    /// (classic histograms only; see the parser's `protobuf` module).
+    PrometheusProto,
 }
 
 /// The type a `# TYPE` line gives a metric family.
@@ -213,9 +218,12 @@ pub enum RawEntry<'a> {
 #[derive(Debug, Clone)]
 pub struct RawSeries<'a> {
     /// The series text: the line from the metric name (or `{`) to the end of
-    /// the label block (or of the name), as exposed. The same text in a
-    /// family of the same type always gives the same labels.
-    pub text: &'a [u8],
+    /// the label block (or of the name), as exposed, borrowed from the input.
+    /// The protobuf format has no such text; there it is a key made of the
+    /// name and labels as exposed (owned, starting with the byte `0xFF`,
+    /// which no text starts with). Either way, the same text in a family of
+    /// the same type always gives the same labels.
+    pub text: Cow<'a, [u8]>,
     /// As [`Entry::Series`]'s.
     pub value: f64,
     pub timestamp: Option<i64>,

@@ -3,8 +3,8 @@
 //! Every parse error carries the 1-based line number where it was found and,
 //! where a token was expected, what was expected and what was found instead,
 //! in the shape of Prometheus's messages (`expected label name, got "="`).
-//! A parser stops at its first error: a scrape with one malformed line fails
-//! as a whole, as in Prometheus.
+//! A parser stops at its first error: a scrape with one malformed line (or
+//! protobuf message) fails as a whole, as in Prometheus.
 
 use crate::float::FloatError;
 
@@ -86,6 +86,15 @@ pub enum Error {
     /// the last entry was not a series.
     #[error("no series to build labels for")]
     NoSeries,
+    /// A protobuf exposition that cannot be read (a length prefix that is
+    /// not a uvarint of at most 5 bytes or runs past the end, a message that
+    /// does not decode as a `MetricFamily`, a string that is not UTF-8) or
+    /// that Prometheus rejects (an empty metric or label name, an unknown
+    /// metric type, a unit that is not a suffix of the name, a repeated
+    /// label name). Protobuf has no lines: `offset` is where the metric
+    /// family's length prefix starts.
+    #[error("protobuf exposition, metric family at byte {offset}: {message}")]
+    Protobuf { offset: usize, message: String },
     /// A response content type that no parser here can read.
     #[error("unsupported content type {content_type:?}: {reason}")]
     UnsupportedContentType {
@@ -111,7 +120,7 @@ impl Error {
             | Error::MissingEof { line }
             | Error::DataAfterEof { line }
             | Error::NotConformant { line, .. } => Some(*line),
-            Error::UnsupportedContentType { .. } | Error::NoSeries => None,
+            Error::UnsupportedContentType { .. } | Error::NoSeries | Error::Protobuf { .. } => None,
         }
     }
 }

@@ -1,5 +1,8 @@
 //! Parsers of the exposition formats Prometheus scrapes: the text format
-//! 0.0.4 (with Prometheus 3's quoted UTF-8 names) and OpenMetrics 1.0 text.
+//! 0.0.4 (with Prometheus 3's quoted UTF-8 names), OpenMetrics 1.0 text, and
+//! the protobuf format (length-delimited `io.prometheus.client.MetricFamily`
+//! messages, expanded into the entries the text format has for the same
+//! metrics; native histograms are read as their classic series).
 //!
 //! [`Parser`] streams [`Entry`]s out of a byte slice: metadata (`# TYPE`,
 //! `# HELP`, `# UNIT`), series with their [`Labels`](hearth_model::Labels),

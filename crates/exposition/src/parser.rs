@@ -1,16 +1,21 @@
 //! The streaming parser: [`Parser`] reads one entry at a time from a byte
 //! slice, borrowing names and texts from it.
 //!
-//! The grammar of each format is a hand-written scanner equivalent to
+//! The grammar of each text format is a hand-written scanner equivalent to
 //! Prometheus's lexers (`promlex.l`, `openmetricslex.l`) and parsers
 //! (`promparse.go`, `openmetricsparse.go`), in `parser/text.rs` and
 //! `parser/openmetrics.rs`; what they share (names, quoted strings, values,
 //! building a series, errors) lives here. Line numbers are computed only when
-//! an error is reported.
+//! an error is reported. The protobuf format is decoded family by family in
+//! `parser/protobuf.rs` and expanded into the same entries; the parser only
+//! dispatches to it, so the text formats' path is unchanged.
 
 mod openmetrics;
+mod protobuf;
 mod scratch;
 mod text;
+
+use std::borrow::Cow;
 
 use hearth_model::{Labels, NORMAL_NAN_BITS};
 
@@ -20,13 +25,14 @@ use crate::family::Families;
 use crate::float::parse_value;
 use crate::MetricType;
 
+use protobuf::ProtoReader;
 use scratch::{Escapes, LabelScratch, Text};
 
 /// A streaming parser of one exposition.
 ///
 /// Yields entries in input order; stops after the first error (every later
-/// call returns `None`), after the end of a text exposition, and after an
-/// OpenMetrics `# EOF`.
+/// call returns `None`), after the end of a text or protobuf exposition, and
+/// after an OpenMetrics `# EOF`.
 ///
 /// ```
 /// use hearth_exposition::{Entry, Format, Parser};
@@ -67,6 +73,9 @@ pub struct Parser<'a> {
     /// Whether that series' label block was skipped (its text was the
     /// predicted one), so that [`Parser::series_labels`] scans it first.
     unscanned: bool,
+    /// The protobuf format's reader, for that format only (boxed: the text
+    /// formats' parser keeps its size).
+    proto: Option<Box<ProtoReader<'a>>>,
 }
 
 /// What the format scanners return: a series is finished into an
@@ -86,10 +95,15 @@ enum Target {
 impl<'a> Parser<'a> {
     /// A parser of `input` in `format`, as lenient as Prometheus's.
     pub fn new(input: &'a [u8], format: Format) -> Self {
-        let valid = match std::str::from_utf8(input) {
-            Ok(valid) => valid,
-            Err(e) => std::str::from_utf8(&input[..e.valid_up_to()])
-                .expect("the input is valid UTF-8 up to valid_up_to"),
+        let valid = if format == Format::PrometheusProto {
+            // Protobuf is binary: its strings are validated as decoded.
+            ""
+        } else {
+            match std::str::from_utf8(input) {
+                Ok(valid) => valid,
+                Err(e) => std::str::from_utf8(&input[..e.valid_up_to()])
+                    .expect("the input is valid UTF-8 up to valid_up_to"),
+            }
         };
         Self {
             input,
@@ -104,12 +118,13 @@ impl<'a> Parser<'a> {
             series_end: 0,
             pending: None,
             unscanned: false,
+            proto: (format == Format::PrometheusProto).then(|| Box::new(ProtoReader::new(input))),
         }
     }
 
     /// Also enforces the OpenMetrics 1.0 rules on families that Prometheus
     /// does not check (see [`crate::family`]'s list), reporting violations as
-    /// [`Error::NotConformant`]. Has no effect on the text format.
+    /// [`Error::NotConformant`]. Has no effect on the other formats.
     pub fn strict(mut self) -> Self {
         self.families = Families::new(self.format == Format::OpenMetrics);
         self
@@ -159,7 +174,7 @@ impl<'a> Parser<'a> {
     ///
     /// let mut parser = Parser::new(b"up{job=\"node\"} 1\n", Format::Text004);
     /// let Some(RawEntry::Series(series)) = parser.next_raw()? else { panic!() };
-    /// assert_eq!(series.text, b"up{job=\"node\"}");
+    /// assert_eq!(&*series.text, b"up{job=\"node\"}");
     /// assert_eq!(series.value, 1.0);
     /// assert_eq!(parser.series_labels()?.get("job"), Some("node"));
     /// # Ok::<(), hearth_exposition::Error>(())
@@ -184,7 +199,7 @@ impl<'a> Parser<'a> {
     /// let Some(RawEntry::Series(first)) = parser.next_raw()? else { panic!() };
     /// let text = first.text.to_vec();
     /// let Some(RawEntry::Series(next)) = parser.next_raw_predicted(&text)? else { panic!() };
-    /// assert_eq!((next.text, next.value), (&text[..], 2.0));
+    /// assert_eq!((&*next.text, next.value), (&text[..], 2.0));
     /// assert_eq!(parser.series_labels()?.get("job"), Some("node"));
     /// # Ok::<(), hearth_exposition::Error>(())
     /// ```
@@ -201,12 +216,15 @@ impl<'a> Parser<'a> {
 
     /// The labels of the series [`Parser::next_raw`] returned last, as
     /// [`Entry::Series`] has them (sorted, empty values dropped, `le` and
-    /// `quantile` normalised). Errors when a label name repeats, or when the
-    /// last entry was not a series.
+    /// `quantile` normalised). Errors when a label name repeats (or, in the
+    /// protobuf format, is empty), or when the last entry was not a series.
     pub fn series_labels(&mut self) -> Result<Labels> {
         let Some(metric_type) = self.pending.take() else {
             return Err(Error::NoSeries);
         };
+        if let Some(proto) = self.proto.as_deref_mut() {
+            return proto.series_labels();
+        }
         if std::mem::take(&mut self.unscanned) {
             // The text was valid when first seen, so this cannot fail.
             let (name, _) = self.text_series_labels(self.line_start)?;
@@ -230,9 +248,28 @@ impl<'a> Parser<'a> {
         let next = match self.format {
             Format::Text004 => self.next_text(predicted),
             Format::OpenMetrics => self.next_openmetrics(),
+            Format::PrometheusProto => self.next_protobuf(),
         };
         if !matches!(next, Ok(Some(ref e)) if !matches!(e, Parsed::Entry(Entry::Eof))) {
             self.finished = true;
+        }
+        next
+    }
+
+    /// The next entry of a protobuf exposition; no series text is predicted
+    /// there, as a series' key is made whole anyway. Never inlined, and the
+    /// reader boxed, so that the text formats' loop and parser stay as small
+    /// as they were (inlined, the text path measured 5-10% slower).
+    #[inline(never)]
+    fn next_protobuf(&mut self) -> Result<Option<Parsed<'a>>> {
+        // Only a parser of another format has no reader: nothing to read.
+        let Some(proto) = self.proto.as_deref_mut() else {
+            return Ok(None);
+        };
+        let next = proto.next();
+        self.pos = proto.position();
+        if let Ok(Some(Parsed::Series(raw))) = &next {
+            self.pending = Some(raw.metric_type);
         }
         next
     }
@@ -389,7 +426,7 @@ impl<'a> Parser<'a> {
             })?;
         self.pending = Some(metric_type);
         Ok(Parsed::Series(RawSeries {
-            text: &self.input[self.line_start..self.series_end],
+            text: Cow::Borrowed(&self.input[self.line_start..self.series_end]),
             value,
             timestamp,
             exemplar,

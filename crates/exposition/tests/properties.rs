@@ -108,8 +108,8 @@ fn escape_label_value(s: &str) -> String {
 fn escape_help(s: &str, format: Format) -> String {
     let s = s.replace('\\', r"\\").replace('\n', r"\n");
     match format {
-        Format::Text004 => s,
         Format::OpenMetrics => s.replace('"', "\\\""),
+        _ => s,
     }
 }
 

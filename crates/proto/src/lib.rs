@@ -8,6 +8,9 @@
 //!   ([`prometheus::ReadRequest`], [`prometheus::ChunkedReadResponse`], ...).
 //! * [`write_v2`]: package `io.prometheus.write.v2`, remote write 2.0
 //!   ([`write_v2::Request`]).
+//! * [`client`]: package `io.prometheus.client`, the client data model that
+//!   targets send in the protobuf exposition format
+//!   ([`client::MetricFamily`]); `hearth-exposition` parses it.
 //! * [`thanos`]: package `thanos`, Thanos's StoreAPI messages and the
 //!   `thanos.Store` gRPC service ([`thanos::store_client::StoreClient`],
 //!   [`thanos::store_server::StoreServer`]); [`thanos::info`]: package
@@ -35,6 +38,13 @@ pub mod prometheus {
 #[allow(clippy::all, missing_docs)]
 pub mod write_v2 {
     include!(concat!(env!("OUT_DIR"), "/io.prometheus.write.v2.rs"));
+}
+
+/// Package `io.prometheus.client`: the metric families of the protobuf
+/// exposition format (client_model's `metrics.proto`).
+#[allow(clippy::all, missing_docs)]
+pub mod client {
+    include!(concat!(env!("OUT_DIR"), "/io.prometheus.client.rs"));
 }
 
 /// Package `thanos`: StoreAPI messages (labels, matchers, series, chunks) and

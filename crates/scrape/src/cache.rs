@@ -1,6 +1,7 @@
 //! A target's scrape cache, as Prometheus's `scrapeCache`: owned by the
 //! target's loop and kept from scrape to scrape, it maps the series text of
-//! a sample line (its name and label block, as exposed) to the series it
+//! a sample line (its name and label block, as exposed; in the protobuf
+//! format, a key of the series' name and labels) to the series it
 //! becomes after `honor_labels`, the target labels and
 //! `metric_relabel_configs` (or to "dropped by relabeling"), so that a line
 //! seen before costs one hash lookup and no label work. It also tracks, per

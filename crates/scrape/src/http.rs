@@ -29,16 +29,43 @@ const DEFAULT_PROTOCOLS: [ScrapeProtocol; 4] = [
     ScrapeProtocol::PrometheusText0_0_4,
 ];
 
+/// Prometheus 3's default `scrape_protocols` with native-histogram scraping
+/// (`scrape_native_histograms: true`): protobuf first, the only format that
+/// carries native histograms. Hearth reads their classic series.
+const NATIVE_HISTOGRAM_PROTOCOLS: [ScrapeProtocol; 5] = [
+    ScrapeProtocol::PrometheusProto,
+    ScrapeProtocol::OpenMetricsText1_0_0,
+    ScrapeProtocol::OpenMetricsText0_0_1,
+    ScrapeProtocol::PrometheusText1_0_0,
+    ScrapeProtocol::PrometheusText0_0_4,
+];
+
+/// The protocols a job offers, in order of preference: its
+/// `scrape_protocols` (inherited from `global` when unset), else Prometheus
+/// 3's default, which asks for protobuf first only when the job scrapes
+/// native histograms.
+pub fn scrape_protocols(job: &ScrapeConfig) -> &[ScrapeProtocol] {
+    match &job.scrape_protocols {
+        Some(protocols) => protocols,
+        None if job.scrape_native_histograms == Some(true) => &NATIVE_HISTOGRAM_PROTOCOLS,
+        None => &DEFAULT_PROTOCOLS,
+    }
+}
+
 /// Prometheus 3's `acceptHeader`: each protocol's media range, with
-/// `escaping=` on the 1.0.0 formats and decreasing q-values from 0.6, then
-/// `*/*`. The protobuf format is left out: Hearth cannot parse it.
+/// `escaping=` on the 1.0.0 text formats and decreasing q-values from 0.6,
+/// then `*/*`. `None` is the default protocol list (without protobuf).
 pub fn accept_header(protocols: Option<&[ScrapeProtocol]>, escaping: &str) -> String {
     let protocols = protocols.unwrap_or(&DEFAULT_PROTOCOLS);
     let mut weight = 6;
     let mut parts = Vec::new();
     for protocol in protocols {
         let range = match protocol {
-            ScrapeProtocol::PrometheusProto => continue,
+            ScrapeProtocol::PrometheusProto => {
+                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
+                 encoding=delimited"
+                    .to_string()
+            }
             ScrapeProtocol::OpenMetricsText1_0_0 => {
                 format!("application/openmetrics-text;version=1.0.0;escaping={escaping}")
             }
@@ -105,7 +132,7 @@ impl Scraper {
     pub fn new(job: &ScrapeConfig, global_scheme: Option<NameValidationScheme>) -> Scraper {
         let escaping = escaping_scheme(job, global_scheme);
         let mut headers = HeaderMap::new();
-        let accept = accept_header(job.scrape_protocols.as_deref(), &escaping);
+        let accept = accept_header(Some(scrape_protocols(job)), &escaping);
         if let Ok(v) = HeaderValue::from_str(&accept) {
             headers.insert(ACCEPT, v);
         }
@@ -334,6 +361,50 @@ mod tests {
             ),
             "text/plain;version=0.0.4;q=0.6,\
              application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.5,*/*;q=0.4"
+        );
+    }
+
+    #[test]
+    fn protobuf_is_offered_when_configured() {
+        assert_eq!(
+            accept_header(
+                Some(&[
+                    ScrapeProtocol::PrometheusProto,
+                    ScrapeProtocol::PrometheusText0_0_4
+                ]),
+                "allow-utf-8"
+            ),
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
+             encoding=delimited;q=0.6,text/plain;version=0.0.4;q=0.5,*/*;q=0.4"
+        );
+    }
+
+    #[test]
+    fn native_histograms_put_protobuf_first_by_default() {
+        let job = |yaml: &str| {
+            let config =
+                hearth_config::Config::parse(&format!("scrape_configs:\n  - job_name: j\n{yaml}"))
+                    .expect("valid config");
+            config.scrape_configs[0].clone()
+        };
+        let plain = job("");
+        assert_eq!(scrape_protocols(&plain), DEFAULT_PROTOCOLS);
+        let native = job("    scrape_native_histograms: true\n");
+        assert_eq!(
+            accept_header(Some(scrape_protocols(&native)), "allow-utf-8"),
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
+             encoding=delimited;q=0.6,\
+             application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,\
+             application/openmetrics-text;version=0.0.1;q=0.4,\
+             text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,\
+             text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+        );
+        let configured = job(
+            "    scrape_native_histograms: true\n    scrape_protocols: [PrometheusText0.0.4]\n",
+        );
+        assert_eq!(
+            scrape_protocols(&configured),
+            [ScrapeProtocol::PrometheusText0_0_4]
         );
     }
 

@@ -421,14 +421,14 @@ impl Pool {
             label_name_length_limit: job.label_name_length_limit,
             label_value_length_limit: job.label_value_length_limit,
         });
-        self.fallback = job.fallback_scrape_protocol.and_then(|p| match p {
+        self.fallback = job.fallback_scrape_protocol.map(|p| match p {
             ScrapeProtocol::OpenMetricsText1_0_0 | ScrapeProtocol::OpenMetricsText0_0_1 => {
-                Some(Format::OpenMetrics)
+                Format::OpenMetrics
             }
             ScrapeProtocol::PrometheusText1_0_0 | ScrapeProtocol::PrometheusText0_0_4 => {
-                Some(Format::Text004)
+                Format::Text004
             }
-            ScrapeProtocol::PrometheusProto => None,
+            ScrapeProtocol::PrometheusProto => Format::PrometheusProto,
         });
     }
 }

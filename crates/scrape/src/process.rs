@@ -117,7 +117,7 @@ pub(crate) fn process(
             Ok(None) => break,
             Err(e) => return Err(fail(e.into(), &out)),
         };
-        let cached = match cache.lookup(raw.text, raw.metric_type) {
+        let cached = match cache.lookup(&raw.text, raw.metric_type) {
             Some(cached) => {
                 out.total += 1;
                 cached
@@ -129,7 +129,7 @@ pub(crate) fn process(
                 };
                 out.total += 1;
                 match mutate_sample_labels(&labels, target, rules) {
-                    None => cache.insert(raw.text, raw.metric_type, None),
+                    None => cache.insert(&raw.text, raw.metric_type, None),
                     Some(series) => {
                         // Only series that pass are cached: the others fail
                         // the scrape each time they are seen.
@@ -139,7 +139,7 @@ pub(crate) fn process(
                         if let Err(e) = check_label_limits(&series, rules) {
                             return Err(fail(e, &out));
                         }
-                        cache.insert(raw.text, raw.metric_type, Some(series))
+                        cache.insert(&raw.text, raw.metric_type, Some(series))
                     }
                 }
             }

@@ -828,3 +828,237 @@ async fn target_limit_fails_every_target_of_the_job() {
     wait_for("a sample", || !h.values("t", &[]).is_empty()).await;
     h.manager.stop().await;
 }
+
+const PROTOBUF: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
+/// A protobuf body with a counter, a gauge with the explicit timestamp
+/// `temp_time` (0: none), a summary and a histogram without its +Inf bucket.
+fn protobuf_body(temp_time: i64) -> Vec<u8> {
+    use hearth_proto::client::{
+        Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType, Quantile,
+        Summary,
+    };
+    use prost::Message;
+    let label = |n: &str, v: &str| LabelPair {
+        name: Some(n.into()),
+        value: Some(v.into()),
+    };
+    let family = |name: &str, t: MetricType, help: &str, metric: Metric| MetricFamily {
+        name: Some(name.into()),
+        help: Some(help.into()),
+        r#type: Some(t as i32),
+        metric: vec![metric],
+        unit: None,
+    };
+    let families = [
+        family(
+            "reqs_total",
+            MetricType::Counter,
+            "Requests.",
+            Metric {
+                label: vec![label("code", "200")],
+                counter: Some(Counter {
+                    value: Some(7.0),
+                    ..Counter::default()
+                }),
+                ..Metric::default()
+            },
+        ),
+        family(
+            "temp",
+            MetricType::Gauge,
+            "",
+            Metric {
+                gauge: Some(Gauge { value: Some(21.5) }),
+                timestamp_ms: Some(temp_time),
+                ..Metric::default()
+            },
+        ),
+        family(
+            "rpc_seconds",
+            MetricType::Summary,
+            "RPC latency.",
+            Metric {
+                summary: Some(Summary {
+                    sample_count: Some(4),
+                    sample_sum: Some(2.5),
+                    quantile: vec![Quantile {
+                        quantile: Some(0.5),
+                        value: Some(0.25),
+                    }],
+                    created_timestamp: None,
+                }),
+                ..Metric::default()
+            },
+        ),
+        family(
+            "wait_seconds",
+            MetricType::Histogram,
+            "",
+            Metric {
+                histogram: Some(Histogram {
+                    sample_count: Some(5),
+                    sample_sum: Some(4.2),
+                    bucket: vec![Bucket {
+                        cumulative_count: Some(3),
+                        upper_bound: Some(1.0),
+                        ..Bucket::default()
+                    }],
+                    ..Histogram::default()
+                }),
+                ..Metric::default()
+            },
+        ),
+    ];
+    families
+        .iter()
+        .flat_map(|f| f.encode_length_delimited_to_vec())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_targets_are_scraped_as_their_text_equivalent() {
+    let h = Harness::new().await;
+    let temp_time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 1000;
+    h.exporter.route("/proto", move |_| {
+        Reply::Body(PROTOBUF, protobuf_body(temp_time))
+    });
+    h.exporter.route("/proto-gz", move |_| {
+        Reply::Gzip(PROTOBUF, protobuf_body(temp_time))
+    });
+    h.apply(
+        "  - job_name: proto\n    metrics_path: /proto\n    scrape_protocols: [PrometheusProto, \
+         PrometheusText0.0.4]\n  - job_name: default\n    metrics_path: /proto-gz\n",
+    );
+    h.sync(&[("proto", vec![vec![]]), ("default", vec![vec![]])]);
+    wait_for("three scrapes of each", || {
+        ["proto", "default"]
+            .iter()
+            .all(|job| h.values("up", &[("job", job)]).len() >= 3)
+    })
+    .await;
+    let (_, request) = &h.exporter.requests("/proto")[0];
+    assert_eq!(
+        request.get("accept").unwrap().to_str().unwrap(),
+        "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
+         encoding=delimited;q=0.6,text/plain;version=0.0.4;q=0.5,*/*;q=0.4"
+    );
+    // Without scrape_protocols (nor native histograms) protobuf is not
+    // asked for, but a protobuf answer is still read as such.
+    let (_, request) = &h.exporter.requests("/proto-gz")[0];
+    assert!(request
+        .get("accept")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text;version=1.0.0"));
+
+    let instance = h.addr.to_string();
+    for job in ["proto", "default"] {
+        assert!(h.values("up", &[("job", job)]).iter().all(|v| *v == 1.0));
+        type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+        let expected: [Expected<'_>; 9] = [
+            ("reqs_total", &[("code", "200")], 7.0),
+            ("temp", &[], 21.5),
+            ("rpc_seconds", &[("quantile", "0.5")], 0.25),
+            ("rpc_seconds_sum", &[], 2.5),
+            ("rpc_seconds_count", &[], 4.0),
+            ("wait_seconds_bucket", &[("le", "1.0")], 3.0),
+            ("wait_seconds_bucket", &[("le", "+Inf")], 5.0),
+            ("wait_seconds_sum", &[], 4.2),
+            ("wait_seconds_count", &[], 5.0),
+        ];
+        for (name, labels, value) in expected {
+            let mut extra = labels.to_vec();
+            extra.push(("job", job));
+            let series = h.series(name, &extra);
+            assert_eq!(series.len(), 1, "{name}{labels:?} of {job}");
+            let mut want: Vec<(&str, &str)> =
+                vec![("__name__", name), ("instance", &instance), ("job", job)];
+            want.extend_from_slice(labels);
+            assert_eq!(series[0].0, Labels::new(want));
+            assert!(
+                series[0].1.iter().all(|s| s.v == value),
+                "{name}: {series:?}"
+            );
+        }
+        // The explicit timestamp is kept (one sample, however many scrapes).
+        assert_eq!(
+            h.samples("temp", &[("job", job)]),
+            vec![Sample::new(temp_time, 21.5)]
+        );
+        assert!(h
+            .values("scrape_samples_scraped", &[("job", job)])
+            .iter()
+            .all(|v| *v == 9.0));
+        let added = h.values("scrape_series_added", &[("job", job)]);
+        assert_eq!(added[0], 9.0, "first scrape adds every series");
+        assert!(added[1..].iter().all(|v| *v == 0.0), "cached: {added:?}");
+    }
+    let metadata = h.manager.metadata();
+    let proto = metadata.iter().find(|m| m.scrape_pool == "proto").unwrap();
+    let summary: Vec<(&str, &str, &str)> = proto
+        .metadata
+        .iter()
+        .map(|m| (m.metric.as_str(), m.metric_type.as_str(), m.help.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("reqs_total", "counter", "Requests."),
+            ("rpc_seconds", "summary", "RPC latency."),
+            ("temp", "gauge", ""),
+            ("wait_seconds", "histogram", ""),
+        ]
+    );
+    h.manager.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_protobuf_fails_the_scrape_and_stales_the_series() {
+    let h = Harness::new().await;
+    h.exporter.route("/proto", |n| {
+        let mut body = protobuf_body(0);
+        if n == 2 {
+            // A length prefix that runs past the end of the body.
+            body.extend_from_slice(&[0x05, 0x0A]);
+        }
+        Reply::Body(PROTOBUF, body)
+    });
+    h.apply(
+        "  - job_name: proto\n    metrics_path: /proto\n    scrape_protocols: [PrometheusProto]\n",
+    );
+    h.sync(&[("proto", vec![vec![]])]);
+    wait_for("three scrapes", || h.values("up", &[]).len() >= 3).await;
+    assert_eq!(h.values("up", &[])[..3], [1.0, 0.0, 1.0]);
+    let reqs = h.values("reqs_total", &[]);
+    assert_eq!(reqs[0], 7.0);
+    assert!(is_stale_nan(reqs[1]), "the failed scrape stales: {reqs:?}");
+    assert_eq!(reqs[2], 7.0);
+
+    h.exporter.route("/proto", |_| {
+        Reply::Body(PROTOBUF, vec![0x03, 0x0F, 0xFF, 0xFF])
+    });
+    wait_for("a failed scrape", || {
+        h.manager
+            .targets()
+            .active
+            .iter()
+            .any(|t| t.health == TargetHealth::Down)
+    })
+    .await;
+    let target = &h.manager.targets().active[0];
+    assert!(
+        target
+            .last_error
+            .starts_with("protobuf exposition, metric family at byte 0: failed to decode"),
+        "{}",
+        target.last_error
+    );
+    h.manager.stop().await;
+}
