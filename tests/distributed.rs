@@ -674,7 +674,11 @@ fn s3_outage_and_a_corrupt_block() {
     s3.stop();
     std::thread::sleep(Duration::from_secs(35));
     // Meanwhile the store gateway still answers from what it has.
-    let during = get(&q, "/api/v1/query", &[("query", "count(static_gauge)".into())]);
+    let during = get(
+        &q,
+        "/api/v1/query",
+        &[("query", "count(static_gauge)".into())],
+    );
     assert!(
         during["data"]["result"].as_array().is_some(),
         "answer during the outage: {during}"
@@ -682,9 +686,11 @@ fn s3_outage_and_a_corrupt_block() {
     a.restart();
     std::thread::sleep(Duration::from_secs(35));
     s3.restart();
-    wait_for("a block shipped after the outage", Duration::from_secs(180), || {
-        shipped_blocks(&bucket).len() >= first.len() + 2
-    });
+    wait_for(
+        "a block shipped after the outage",
+        Duration::from_secs(180),
+        || shipped_blocks(&bucket).len() >= first.len() + 2,
+    );
     let blocks = shipped_blocks(&bucket);
     for (id, _) in &blocks {
         assert_complete(&bucket, id);
@@ -697,7 +703,10 @@ fn s3_outage_and_a_corrupt_block() {
                 &std::fs::read_to_string(bucket.join(id).join("meta.json")).unwrap(),
             )
             .unwrap();
-            (m["minTime"].as_i64().unwrap(), m["maxTime"].as_i64().unwrap())
+            (
+                m["minTime"].as_i64().unwrap(),
+                m["maxTime"].as_i64().unwrap(),
+            )
         })
         .collect();
     ranges.sort();
@@ -744,7 +753,10 @@ fn s3_outage_and_a_corrupt_block() {
     let body = get(
         &q,
         "/api/v1/query",
-        &[("query", "static_gauge".into()), ("time", format!("{t:.3}"))],
+        &[
+            ("query", "static_gauge".into()),
+            ("time", format!("{t:.3}")),
+        ],
     );
     assert_eq!(
         body["data"]["result"].as_array().unwrap().len(),
@@ -752,7 +764,13 @@ fn s3_outage_and_a_corrupt_block() {
         "the good blocks still answer: {body}"
     );
     let warnings = body["warnings"].to_string();
-    assert!(warnings.contains(bad), "a warning names the corrupt block: {body}");
+    assert!(
+        warnings.contains(bad),
+        "a warning names the corrupt block: {body}"
+    );
     let log = std::fs::read_to_string(dir.path().join("store.log")).unwrap();
-    assert!(log.contains(bad), "the store gateway logs the corrupt block");
+    assert!(
+        log.contains(bad),
+        "the store gateway logs the corrupt block"
+    );
 }
