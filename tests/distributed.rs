@@ -229,6 +229,44 @@ fn wait_grpc(port: u16) {
     });
 }
 
+/// `hearth store` over the bucket of `objstore`, syncing every `sync`;
+/// returns it with its StoreAPI port once that listens.
+fn start_store(dir: &Path, name: &str, objstore: &Path, sync: &str) -> (Proc, u16) {
+    let grpc = free_port();
+    let p = hearth(
+        "store",
+        &[
+            format!("--objstore.config-file={}", objstore.display()),
+            format!("--data-dir={}", dir.join(name).display()),
+            format!("--grpc-address=127.0.0.1:{grpc}"),
+            format!("--http-address=127.0.0.1:{}", free_port()),
+            format!("--sync-block-duration={sync}"),
+        ],
+        &dir.join(format!("{name}.log")),
+    );
+    wait_grpc(grpc);
+    (p, grpc)
+}
+
+/// `hearth query` over the StoreAPI `endpoints` (ports), deduplicating by
+/// `replica`; returns it with its base URL once it is ready.
+fn start_query(dir: &Path, name: &str, endpoints: &[u16]) -> (Proc, String) {
+    let http = free_port();
+    let mut args: Vec<String> = endpoints
+        .iter()
+        .map(|p| format!("--endpoint=127.0.0.1:{p}"))
+        .collect();
+    args.extend([
+        "--query.replica-label=replica".to_string(),
+        format!("--http-address=127.0.0.1:{http}"),
+        "--store.refresh-interval=1s".to_string(),
+    ]);
+    let p = hearth("query", &args, &dir.join(format!("{name}.log")));
+    let url = format!("http://127.0.0.1:{http}");
+    wait_http(&format!("{url}/-/ready"));
+    (p, url)
+}
+
 /// Two scrape replicas, the store gateway and the querier against one
 /// Prometheus 2.42 scraping the same targets.
 #[test]
@@ -255,37 +293,10 @@ fn ha_scrapers_store_gateway_and_querier_agree_with_prometheus() {
     let prom_cfg = dir.path().join("prometheus.yml");
     std::fs::write(&prom_cfg, scrape_config(exporter, node, &[])).unwrap();
     let prom = Prometheus::start_with_config(&dir.path().join("prom"), &prom_cfg);
-    let store_grpc = free_port();
-    let store_http = free_port();
-    let _store = hearth(
-        "store",
-        &[
-            format!("--objstore.config-file={}", objstore.display()),
-            format!("--data-dir={}", dir.path().join("store").display()),
-            format!("--grpc-address=127.0.0.1:{store_grpc}"),
-            format!("--http-address=127.0.0.1:{store_http}"),
-            "--sync-block-duration=2s".into(),
-        ],
-        &dir.path().join("store.log"),
-    );
-    let query_http = free_port();
-    let _query = hearth(
-        "query",
-        &[
-            format!("--endpoint=127.0.0.1:{grpc_a}"),
-            format!("--endpoint=127.0.0.1:{grpc_b}"),
-            format!("--endpoint=127.0.0.1:{store_grpc}"),
-            "--query.replica-label=replica".into(),
-            format!("--http-address=127.0.0.1:{query_http}"),
-            "--store.refresh-interval=1s".into(),
-        ],
-        &dir.path().join("query.log"),
-    );
-    for port in [grpc_a, grpc_b, store_grpc] {
-        wait_grpc(port);
-    }
-    let q = format!("http://127.0.0.1:{query_http}");
-    wait_http(&format!("{q}/-/ready"));
+    let (_store, store_grpc) = start_store(dir.path(), "store", &objstore, "2s");
+    wait_grpc(grpc_a);
+    wait_grpc(grpc_b);
+    let (_query, q) = start_query(dir.path(), "query", &[grpc_a, grpc_b, store_grpc]);
     let started = now_s();
 
     // Replica b is lost for 20 s and comes back.
@@ -420,19 +431,7 @@ fn sidecar_beside_prometheus() {
         &dir.path().join("sidecar.log"),
     );
     wait_grpc(side_grpc);
-    let query_http = free_port();
-    let _query = hearth(
-        "query",
-        &[
-            format!("--endpoint=127.0.0.1:{side_grpc}"),
-            "--query.replica-label=replica".into(),
-            format!("--http-address=127.0.0.1:{query_http}"),
-            "--store.refresh-interval=1s".into(),
-        ],
-        &dir.path().join("query.log"),
-    );
-    let q = format!("http://127.0.0.1:{query_http}");
-    wait_http(&format!("{q}/-/ready"));
+    let (_query, q) = start_query(dir.path(), "query", &[side_grpc]);
     let started = now_s();
     wait_for(
         "the sidecar's first block",
@@ -464,31 +463,8 @@ fn sidecar_beside_prometheus() {
 
     // A store gateway over the sidecar's bucket answers for the shipped
     // block's range as Prometheus does.
-    let store_grpc = free_port();
-    let _store = hearth(
-        "store",
-        &[
-            format!("--objstore.config-file={}", objstore.display()),
-            format!("--data-dir={}", dir.path().join("store").display()),
-            format!("--grpc-address=127.0.0.1:{store_grpc}"),
-            format!("--http-address=127.0.0.1:{}", free_port()),
-        ],
-        &dir.path().join("store.log"),
-    );
-    wait_grpc(store_grpc);
-    let bucket_query = free_port();
-    let _q2 = hearth(
-        "query",
-        &[
-            format!("--endpoint=127.0.0.1:{store_grpc}"),
-            "--query.replica-label=replica".into(),
-            format!("--http-address=127.0.0.1:{bucket_query}"),
-            "--store.refresh-interval=1s".into(),
-        ],
-        &dir.path().join("query2.log"),
-    );
-    let q2 = format!("http://127.0.0.1:{bucket_query}");
-    wait_http(&format!("{q2}/-/ready"));
+    let (_store, store_grpc) = start_store(dir.path(), "store", &objstore, "3m");
+    let (_q2, q2) = start_query(dir.path(), "query2", &[store_grpc]);
     // The oldest block: nothing before it, so Prometheus's lookback at its
     // start finds what the bucket has.
     let meta: Value = blocks
@@ -637,32 +613,8 @@ fn s3_outage_and_a_corrupt_block() {
         &scrape_config(exporter, node, &[("cluster", "eu"), ("replica", "a")]),
         &objstore,
     );
-    let store_grpc = free_port();
-    let _store = hearth(
-        "store",
-        &[
-            format!("--objstore.config-file={}", objstore.display()),
-            format!("--data-dir={}", dir.path().join("store").display()),
-            format!("--grpc-address=127.0.0.1:{store_grpc}"),
-            format!("--http-address=127.0.0.1:{}", free_port()),
-            "--sync-block-duration=1s".into(),
-        ],
-        &dir.path().join("store.log"),
-    );
-    wait_grpc(store_grpc);
-    let query_http = free_port();
-    let _query = hearth(
-        "query",
-        &[
-            format!("--endpoint=127.0.0.1:{store_grpc}"),
-            "--query.replica-label=replica".into(),
-            format!("--http-address=127.0.0.1:{query_http}"),
-            "--store.refresh-interval=1s".into(),
-        ],
-        &dir.path().join("query.log"),
-    );
-    let q = format!("http://127.0.0.1:{query_http}");
-    wait_http(&format!("{q}/-/ready"));
+    let (_store, store_grpc) = start_store(dir.path(), "store", &objstore, "1s");
+    let (_query, q) = start_query(dir.path(), "query", &[store_grpc]);
     let bucket = s3.bucket_dir();
     wait_for("the first block", Duration::from_secs(240), || {
         !shipped_blocks(&bucket).is_empty()
