@@ -482,7 +482,10 @@ fn sidecar_beside_prometheus() {
     wait_for("the store gateway's block", Duration::from_secs(30), || {
         get(&q2, "/api/v1/stores", &[])["data"]["store"]
             .as_array()
-            .is_some_and(|s| s.iter().any(|e| e["minTime"].as_i64().is_some()))
+            .is_some_and(|s| {
+                s.iter()
+                    .any(|e| e["minTime"].as_i64().is_some_and(|t| t < i64::MAX))
+            })
     });
     let q_range = |base: &str| steps(base, "sum(static_gauge)", mint + 1.0, maxt, 1.0);
     let from_bucket = q_range(&q2);

@@ -48,8 +48,14 @@ impl ApiMetrics {
 
 /// Serves the registry in OpenMetrics text, which Prometheus scrapes.
 pub async fn handle(State(state): State<ApiState>) -> Response {
+    render(&state.registry)
+}
+
+/// `registry` in the OpenMetrics text format, as `/metrics` serves it (also
+/// for components without the API: sidecar, store gateway).
+pub fn render(registry: &prometheus_client::registry::Registry) -> Response {
     let mut body = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, registry) {
         return crate::ApiError::internal(format!("encode metrics: {e}")).into_response();
     }
     (

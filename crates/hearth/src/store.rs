@@ -96,12 +96,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let info = {
         let store = store.clone();
-        Arc::new(move || {
-            let mut info = store.store_info();
-            // The gRPC server removes replica labels itself.
-            info.supports_without_replica_labels = true;
-            info
-        })
+        // The gRPC server announces (and does) the replica-label removal.
+        Arc::new(move || store.store_info())
     };
     let server = hearth_storeapi::StoreServer::new(store.clone(), Labels::empty(), info);
     let grpc_listener = tokio::net::TcpListener::bind(args.grpc_address)

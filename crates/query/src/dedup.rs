@@ -10,7 +10,7 @@
 //! 3. Otherwise the replicas are decoded (only chunks meeting the query's
 //!    range, lazily as the merge reaches them), merged with the
 //!    [`DedupFunc`], and re-encoded as XOR chunks of at most
-//!    [`TARGET_SAMPLES_PER_CHUNK`] samples.
+//!    [`hearth_model::chunkenc::TARGET_SAMPLES_PER_CHUNK`] samples.
 //!
 //! The penalty merge is a left-deep fold of pairwise `PenaltyPair`s over
 //! leaf `Replica` iterators, so that deduplicating `k` replicas is exactly
@@ -18,9 +18,9 @@
 
 use std::str::FromStr;
 
-use hearth_model::chunkenc::{Encoding, XorChunk, XorIterator, TARGET_SAMPLES_PER_CHUNK};
+use hearth_model::chunkenc::{Encoding, XorIterator};
 use hearth_model::{is_stale_nan, Labels, Sample, Timestamp};
-use hearth_storage_api::{SelectHints, Series, SeriesChunk};
+use hearth_storage_api::{ChunkEncoder, SelectHints, Series, SeriesChunk};
 
 use crate::{Error, Result};
 
@@ -182,14 +182,20 @@ fn merge_replicas(
         .collect();
     let mut encoder = ChunkEncoder::default();
     let merged = match func {
-        DedupFunc::Penalty => penalty(leaves, |s| encoder.push(s)),
-        DedupFunc::Chain => chain(leaves, |s| encoder.push(s)),
+        DedupFunc::Penalty => penalty(leaves, |s| encode(&mut encoder, s)),
+        DedupFunc::Chain => chain(leaves, |s| encode(&mut encoder, s)),
     };
     merged.map_err(|message| Error::Dedup {
         series: labels.to_string(),
         message,
     })?;
     Ok(encoder.finish())
+}
+
+fn encode(encoder: &mut ChunkEncoder, s: Sample) -> Result<(), String> {
+    encoder
+        .push(s)
+        .map_err(|e| format!("encode sample at {}: {e}", s.t))
 }
 
 /// Splits chunks into the fewest non-overlapping sequences, greedily: each
@@ -633,50 +639,6 @@ fn chain(
         }
     }
     Ok(())
-}
-
-/// Cuts merged samples into XOR chunks of at most
-/// [`TARGET_SAMPLES_PER_CHUNK`] samples.
-#[derive(Default)]
-struct ChunkEncoder {
-    done: Vec<SeriesChunk>,
-    current: Option<(XorChunk, Timestamp, Timestamp)>,
-}
-
-impl ChunkEncoder {
-    fn push(&mut self, s: Sample) -> Result<(), String> {
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|(c, _, _)| c.num_samples() >= TARGET_SAMPLES_PER_CHUNK)
-        {
-            self.cut();
-        }
-        let (chunk, _, maxt) = self
-            .current
-            .get_or_insert_with(|| (XorChunk::new(), s.t, s.t));
-        chunk
-            .append(s.t, s.v)
-            .map_err(|e| format!("encode sample at {}: {e}", s.t))?;
-        *maxt = s.t;
-        Ok(())
-    }
-
-    fn cut(&mut self) {
-        if let Some((chunk, mint, maxt)) = self.current.take() {
-            self.done.push(SeriesChunk {
-                mint,
-                maxt,
-                encoding: Encoding::Xor,
-                data: chunk.into_bytes().into(),
-            });
-        }
-    }
-
-    fn finish(mut self) -> Vec<SeriesChunk> {
-        self.cut();
-        self.done
-    }
 }
 
 #[cfg(test)]

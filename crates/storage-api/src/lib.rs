@@ -9,7 +9,7 @@ pub mod error;
 pub mod series;
 
 pub use error::{Error, Result};
-pub use series::{ChunkSamples, Series, SeriesChunk};
+pub use series::{ChunkEncoder, ChunkSamples, Series, SeriesChunk};
 
 use async_trait::async_trait;
 use hearth_model::{Labels, Matcher, Sample, Timestamp};

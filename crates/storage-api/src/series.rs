@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use hearth_model::chunkenc::{Encoding, XorIterator};
+use hearth_model::chunkenc::{Encoding, XorChunk, XorIterator, TARGET_SAMPLES_PER_CHUNK};
 use hearth_model::{Labels, Sample, Timestamp};
 
 use crate::{Error, Result};
@@ -53,6 +53,52 @@ impl Series {
     /// chunk's wins).
     pub fn samples(&self, mint: Timestamp, maxt: Timestamp) -> Result<Vec<Sample>> {
         decode_merged(&self.chunks, mint, maxt)
+    }
+}
+
+/// Cuts samples (ascending times) into XOR chunks of at most
+/// [`TARGET_SAMPLES_PER_CHUNK`] samples: for stores that get samples rather
+/// than chunks (remote read's SAMPLES answers, the querier's merged
+/// replicas).
+#[derive(Default)]
+pub struct ChunkEncoder {
+    done: Vec<SeriesChunk>,
+    current: Option<(XorChunk, Timestamp, Timestamp)>,
+}
+
+impl ChunkEncoder {
+    /// Appends a sample; a time not after the previous one is an error.
+    pub fn push(&mut self, s: Sample) -> hearth_model::Result<()> {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|(c, _, _)| c.num_samples() >= TARGET_SAMPLES_PER_CHUNK)
+        {
+            self.cut();
+        }
+        let (chunk, _, maxt) = self
+            .current
+            .get_or_insert_with(|| (XorChunk::new(), s.t, s.t));
+        chunk.append(s.t, s.v)?;
+        *maxt = s.t;
+        Ok(())
+    }
+
+    fn cut(&mut self) {
+        if let Some((chunk, mint, maxt)) = self.current.take() {
+            self.done.push(SeriesChunk {
+                mint,
+                maxt,
+                encoding: Encoding::Xor,
+                data: chunk.into_bytes().into(),
+            });
+        }
+    }
+
+    /// The chunks, the last one closed.
+    pub fn finish(mut self) -> Vec<SeriesChunk> {
+        self.cut();
+        self.done
     }
 }
 

@@ -1,60 +1,15 @@
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use hickory_resolver::proto::op::{Message, ResponseCode};
+use hearth_test_utils::dns::{serve, Zone};
+use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::rdata::{A, AAAA, MX, NS, SRV};
-use hickory_resolver::proto::rr::{Name, Record};
-use tokio::net::UdpSocket;
+use hickory_resolver::proto::rr::Name;
 use tokio::sync::mpsc;
 
 use super::*;
 use crate::testing::{addresses, labels, next_update};
-
-/// The fake server's zone: (name with trailing dot, type) to records, or
-/// to an error response code.
-type Zone = Arc<Mutex<HashMap<(String, RecordType), Result<Vec<RData>, ResponseCode>>>>;
-
-/// A UDP DNS server answering from `zone`; unknown names get NXDOMAIN.
-async fn serve(zone: Zone) -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let address = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buffer = [0u8; 4096];
-        loop {
-            let Ok((len, peer)) = socket.recv_from(&mut buffer).await else {
-                return;
-            };
-            let Ok(query) = Message::from_vec(&buffer[..len]) else {
-                continue;
-            };
-            let mut response = Message::response(query.metadata.id, query.metadata.op_code);
-            response.metadata.recursion_desired = query.metadata.recursion_desired;
-            response.metadata.recursion_available = true;
-            response.queries = query.queries.clone();
-            if let Some(q) = query.queries.first() {
-                let key = (q.name().to_string().to_ascii_lowercase(), q.query_type());
-                match zone.lock().unwrap().get(&key) {
-                    Some(Ok(records)) => {
-                        for data in records {
-                            response.answers.push(Record::from_rdata(
-                                q.name().clone(),
-                                60,
-                                data.clone(),
-                            ));
-                        }
-                    }
-                    Some(Err(code)) => response.metadata.response_code = *code,
-                    None => response.metadata.response_code = ResponseCode::NXDomain,
-                }
-            }
-            let bytes = response.to_vec().unwrap();
-            let _ = socket.send_to(&bytes, peer).await;
-        }
-    });
-    address
-}
 
 fn name(s: &str) -> Name {
     Name::from_str(s).unwrap()

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use hearth_model::Labels;
 use hearth_storeapi::StoreInfo;
@@ -236,21 +235,7 @@ pub(crate) fn probes_router(
             "/metrics",
             get(move || {
                 let registry = registry.clone();
-                async move {
-                    let mut text = String::new();
-                    match prometheus_client::encoding::text::encode(&mut text, &registry) {
-                        Ok(()) => (
-                            [(
-                                axum::http::header::CONTENT_TYPE,
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            )],
-                            text,
-                        )
-                            .into_response(),
-                        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-                            .into_response(),
-                    }
-                }
+                async move { hearth_api::metrics::render(&registry) }
             }),
         )
 }

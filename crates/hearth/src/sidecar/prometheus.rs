@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use hearth_model::chunkenc::{Encoding, XorChunk};
-use hearth_model::{Labels, MatchOp, Matcher, Timestamp};
+use hearth_model::chunkenc::Encoding;
+use hearth_model::{Labels, MatchOp, Matcher, Sample, Timestamp};
 use hearth_proto::prometheus as pb;
 use hearth_storage_api::{
-    Error, LabelsResult, Queryable, Result, SelectHints, Series, SeriesChunk, SeriesSet,
+    ChunkEncoder, Error, LabelsResult, Queryable, Result, SelectHints, Series, SeriesChunk,
+    SeriesSet,
 };
+use hearth_tsdb::encoding::{crc32c, Decbuf};
 use prost::Message;
 
 /// Frames above this are refused (Prometheus's client default, 5e7 bytes).
@@ -158,27 +160,22 @@ impl PrometheusClient {
 /// Series from a STREAMED_XOR_CHUNKS body: frames of
 /// `uvarint(len) || crc32c_be(msg) || msg`; a series split over frames is
 /// joined again.
-pub fn decode_streamed(mut body: &[u8]) -> Result<Vec<Series>> {
+pub fn decode_streamed(body: &[u8]) -> Result<Vec<Series>> {
+    let corrupt = |e: hearth_tsdb::Error| Error::Corrupt(e.to_string());
+    let mut d = Decbuf::new(body, "remote read frame");
     let mut out: Vec<Series> = Vec::new();
-    while !body.is_empty() {
-        let (len, n) = read_uvarint(body)
-            .ok_or_else(|| Error::Corrupt("remote read: truncated frame length".into()))?;
+    while !d.is_empty() {
+        let len = d.uvarint().map_err(corrupt)?;
         if len > MAX_FRAME_BYTES {
             return Err(Error::Corrupt(format!(
                 "remote read: frame of {len} bytes exceeds the limit of {MAX_FRAME_BYTES}"
             )));
         }
-        body = &body[n..];
-        let len = len as usize;
-        if body.len() < 4 + len {
-            return Err(Error::Corrupt("remote read: truncated frame".into()));
-        }
-        let want = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-        let msg = &body[4..4 + len];
-        if crc32c::crc32c(msg) != want {
+        let want = d.be32().map_err(corrupt)?;
+        let msg = d.bytes(len as usize).map_err(corrupt)?;
+        if crc32c(msg) != want {
             return Err(Error::Corrupt("remote read: corrupted frame".into()));
         }
-        body = &body[4 + len..];
         let frame = pb::ChunkedReadResponse::decode(msg)
             .map_err(|e| Error::Corrupt(format!("remote read: decode frame: {e}")))?;
         for s in frame.chunked_series {
@@ -198,7 +195,7 @@ pub fn decode_streamed(mut body: &[u8]) -> Result<Vec<Series>> {
 }
 
 /// Series from a SAMPLES body (snappy-compressed `ReadResponse`), encoded
-/// into XOR chunks of at most 120 samples.
+/// into XOR chunks.
 fn decode_samples(body: &[u8]) -> Result<Vec<Series>> {
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
@@ -208,37 +205,17 @@ fn decode_samples(body: &[u8]) -> Result<Vec<Series>> {
     let mut out = Vec::new();
     for result in resp.results {
         for ts in result.timeseries {
-            let mut chunks = Vec::new();
-            for part in ts.samples.chunks(120) {
-                let mut c = XorChunk::new();
-                let mut app = c.appender().map_err(|e| Error::Internal(e.to_string()))?;
-                for s in part {
-                    app.append(s.timestamp, s.value)
-                        .map_err(|e| Error::Corrupt(format!("remote read: {e}")))?;
-                }
-                chunks.push(SeriesChunk {
-                    mint: part[0].timestamp,
-                    maxt: part[part.len() - 1].timestamp,
-                    encoding: Encoding::Xor,
-                    data: Arc::from(c.bytes()),
-                });
+            let mut chunks = ChunkEncoder::default();
+            for s in &ts.samples {
+                chunks
+                    .push(Sample::new(s.timestamp, s.value))
+                    .map_err(|e| Error::Corrupt(format!("remote read: {e}")))?;
             }
-            out.push(Series::new(labels_from(&ts.labels), chunks));
+            out.push(Series::new(labels_from(&ts.labels), chunks.finish()));
         }
     }
     out.sort_by(|a, b| a.labels.cmp(&b.labels));
     Ok(out)
-}
-
-fn read_uvarint(b: &[u8]) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for (i, &byte) in b.iter().enumerate().take(10) {
-        v |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((v, i + 1));
-        }
-    }
-    None
 }
 
 fn labels_from(labels: &[pb::Label]) -> Labels {
@@ -424,33 +401,24 @@ mod tests {
 
     fn frame(msg: &pb::ChunkedReadResponse) -> Vec<u8> {
         let data = msg.encode_to_vec();
-        let mut out = Vec::new();
-        let mut len = data.len() as u64;
-        loop {
-            let b = (len & 0x7f) as u8;
-            len >>= 7;
-            if len == 0 {
-                out.push(b);
-                break;
-            }
-            out.push(b | 0x80);
-        }
-        out.extend_from_slice(&crc32c::crc32c(&data).to_be_bytes());
-        out.extend_from_slice(&data);
-        out
+        let mut out = hearth_tsdb::encoding::Encbuf::new();
+        out.put_uvarint(data.len() as u64);
+        out.put_be32(crc32c(&data));
+        out.put_bytes(&data);
+        out.get().to_vec()
     }
 
     fn chunk(samples: &[(i64, f64)]) -> pb::Chunk {
-        let mut c = XorChunk::new();
-        let mut a = c.appender().unwrap();
-        for (t, v) in samples {
-            a.append(*t, *v).unwrap();
+        let mut c = ChunkEncoder::default();
+        for &(t, v) in samples {
+            c.push(Sample::new(t, v)).unwrap();
         }
+        let c = c.finish().remove(0);
         pb::Chunk {
-            min_time_ms: samples[0].0,
-            max_time_ms: samples[samples.len() - 1].0,
+            min_time_ms: c.mint,
+            max_time_ms: c.maxt,
             r#type: 1,
-            data: c.bytes().to_vec().into(),
+            data: c.data.to_vec().into(),
         }
     }
 

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use hearth_model::chunkenc::XorChunk;
 use hearth_model::{Labels, STALE_NAN};
 use proptest::prelude::*;
 

@@ -1,20 +1,19 @@
 //! The endpoint set: static addresses, files, DNS, health and status.
 
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_query::{EndpointConfig, EndpointSet, Proxy, QueryOptions};
 use hearth_storage_api::{Queryable, SelectHints};
 use hearth_storeapi::Store;
-use hickory_resolver::proto::op::{Message, ResponseCode};
+use hearth_test_utils::dns::{serve, Zone};
+use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::rdata::{A, AAAA, SRV};
-use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use serde_json::json;
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use super::support::*;
@@ -217,50 +216,6 @@ async fn wait_for(mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("condition not met within 5s");
-}
-
-/// The fake server's zone: (name with trailing dot, type) to records, or
-/// to an error response code.
-type Zone = Arc<Mutex<HashMap<(String, RecordType), Result<Vec<RData>, ResponseCode>>>>;
-
-/// A UDP DNS server answering from `zone`; unknown names get NXDOMAIN.
-async fn serve(zone: Zone) -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let address = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buffer = [0u8; 4096];
-        loop {
-            let Ok((len, peer)) = socket.recv_from(&mut buffer).await else {
-                return;
-            };
-            let Ok(query) = Message::from_vec(&buffer[..len]) else {
-                continue;
-            };
-            let mut response = Message::response(query.metadata.id, query.metadata.op_code);
-            response.metadata.recursion_desired = query.metadata.recursion_desired;
-            response.metadata.recursion_available = true;
-            response.queries = query.queries.clone();
-            if let Some(q) = query.queries.first() {
-                let key = (q.name().to_string().to_ascii_lowercase(), q.query_type());
-                match zone.lock().unwrap().get(&key) {
-                    Some(Ok(records)) => {
-                        for data in records {
-                            response.answers.push(Record::from_rdata(
-                                q.name().clone(),
-                                60,
-                                data.clone(),
-                            ));
-                        }
-                    }
-                    Some(Err(code)) => response.metadata.response_code = *code,
-                    None => response.metadata.response_code = ResponseCode::NXDomain,
-                }
-            }
-            let bytes = response.to_vec().unwrap();
-            let _ = socket.send_to(&bytes, peer).await;
-        }
-    });
-    address
 }
 
 #[tokio::test]
