@@ -1,5 +1,6 @@
 //! Compiles `proto/hearth/raft.proto` (the raft transport between
-//! ingesters) into Rust with prost and tonic, without a `protoc` binary, the
+//! ingesters) and `proto/hearth/ingest.proto` (shard commands, snapshots,
+//! write forwarding) into Rust with prost and tonic, without a `protoc` binary, the
 //! way `crates/proto/build.rs` does: `protox` parses the file into a
 //! `FileDescriptorSet` and `tonic_prost_build` generates the messages, the
 //! client and the server. It lives here rather than in `hearth-proto`
@@ -8,10 +9,13 @@
 use std::path::PathBuf;
 
 /// Proto files, relative to the workspace's `proto/` directory.
-const PROTOS: &[&str] = &["hearth/raft.proto"];
+const PROTOS: &[&str] = &["hearth/raft.proto", "hearth/ingest.proto"];
 
 /// Raft messages are handed to the codec without copying.
-const BYTES_FIELDS: &[&str] = &[".hearth.raft.RaftEnvelope.message"];
+const BYTES_FIELDS: &[&str] = &[
+    ".hearth.raft.RaftEnvelope.message",
+    ".hearth.ingest.ForwardRequest.command",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);

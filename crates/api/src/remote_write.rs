@@ -18,6 +18,9 @@ use crate::ApiState;
 
 /// Largest compressed body accepted, as Prometheus.
 pub const MAX_BODY_BYTES: usize = 32 << 20;
+/// Headers that name the tenant of a write, in order of precedence
+/// (Cortex's and Thanos's names); only multi-tenant storages read them.
+pub const TENANT_HEADERS: [&str; 2] = ["x-scope-orgid", "thanos-tenant"];
 /// Samples further than this in the future are refused.
 pub const MAX_FUTURE_MS: i64 = 10 * 60 * 1000;
 
@@ -125,7 +128,11 @@ async fn receive(state: &ApiState, headers: &HeaderMap, body: Body) -> Response 
     if batch.is_empty() {
         return done();
     }
-    match appendable.append(batch).await {
+    let tenant = TENANT_HEADERS
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    match appendable.append_for_tenant(tenant, batch).await {
         Ok(_) => {
             state.metrics.remote_write_samples.inc_by(samples as u64);
             done()

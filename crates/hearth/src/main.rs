@@ -2,6 +2,7 @@
 //! every component; each subcommand lives in its own module.
 
 mod flags;
+mod ingest;
 mod query;
 mod scraping;
 mod sidecar;
@@ -42,6 +43,8 @@ enum Command {
     Store(store::Args),
     /// The querier: PromQL and the HTTP API over StoreAPI endpoints, replicas deduplicated.
     Query(query::Args),
+    /// A raft-replicated ingester: remote write into shards replicated over the ingesters, served over StoreAPI.
+    Ingest(ingest::Args),
     /// Offline tools: backfill blocks from OpenMetrics.
     Tools(tools::Args),
 }
@@ -68,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         Command::Sidecar(args) => runtime()?.block_on(sidecar::run(args)),
         Command::Store(args) => runtime()?.block_on(store::run(args)),
         Command::Query(args) => runtime()?.block_on(query::run(args)),
+        Command::Ingest(args) => runtime()?.block_on(ingest::run(args)),
         Command::Tools(args) => tools::run(args),
     }
 }

@@ -6,3 +6,11 @@
 #![allow(clippy::all, missing_docs)]
 
 include!(concat!(env!("OUT_DIR"), "/hearth.raft.rs"));
+
+/// Shard commands, snapshots and write forwarding, generated from
+/// `proto/hearth/ingest.proto`.
+pub mod ingest {
+    #![allow(clippy::all, missing_docs)]
+
+    include!(concat!(env!("OUT_DIR"), "/hearth.ingest.rs"));
+}

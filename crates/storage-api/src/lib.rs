@@ -112,4 +112,16 @@ pub struct AppendStats {
 #[async_trait]
 pub trait Appendable: Send + Sync {
     async fn append(&self, batch: Vec<SeriesSamples>) -> Result<AppendStats>;
+
+    /// As [`Appendable::append`], for the tenant a request named (remote
+    /// write's `X-Scope-OrgID` / `THANOS-TENANT` header); storages without
+    /// tenants ignore it.
+    async fn append_for_tenant(
+        &self,
+        tenant: Option<&str>,
+        batch: Vec<SeriesSamples>,
+    ) -> Result<AppendStats> {
+        let _ = tenant;
+        self.append(batch).await
+    }
 }

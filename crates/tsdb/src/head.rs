@@ -98,6 +98,11 @@ impl MemSeries {
         self.logged.store(true, Ordering::Release);
     }
 
+    /// The last sample as (time, value bits), if any.
+    pub fn last_sample(&self) -> Option<(Timestamp, u64)> {
+        self.data.lock().last
+    }
+
     /// The last sample's timestamp, if any.
     pub fn last_timestamp(&self) -> Option<Timestamp> {
         self.data.lock().last.map(|(t, _)| t)
@@ -155,6 +160,17 @@ impl MemSeries {
         }
         d.last = Some((t, v.to_bits()));
         Ok(true)
+    }
+
+    /// The value bits of the sample at exactly `t`, if the series has one
+    /// (decodes the chunk holding `t`: for the rare retried write, not for
+    /// the hot path).
+    pub fn sample_bits_at(&self, t: Timestamp) -> Option<u64> {
+        let chunks = self.chunks(t, t);
+        hearth_storage_api::ChunkSamples::new(&chunks, t, t)
+            .filter_map(|s| s.ok())
+            .find(|s| s.t == t)
+            .map(|s| s.v.to_bits())
     }
 
     /// Copies the chunks overlapping `[mint, maxt]`.

@@ -1,0 +1,527 @@
+//! `hearth ingest`: one raft-replicated ingester (crates/ingest). Takes
+//! remote writes (1.0 and 2.0) on HTTP, spreads them over the shards'
+//! leaders, and serves the heads of its shard replicas over StoreAPI (with
+//! a replica label, so the querier deduplicates a shard's replicas) and the
+//! HTTP query API. One gRPC port carries the raft transport, write
+//! forwarding and StoreAPI.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use axum::routing::get;
+use hearth_api::{ApiMetrics, ApiState};
+use hearth_ingest::ingester::{DEFAULT_TENANT, TENANT_LABEL};
+use hearth_ingest::node::NodeStatus;
+use hearth_ingest::{Ingester, IngesterConfig, WriteError};
+use hearth_model::Labels;
+use hearth_storage_api::{AppendStats, Appendable, Error as StorageError, SeriesSamples};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio_util::sync::CancellationToken;
+
+use crate::flags;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// This ingester's id (a key of `--peers`, not 0).
+    #[arg(long = "node-id")]
+    node_id: u64,
+    /// Every ingester of the cluster as `id=host:port` (their gRPC
+    /// addresses), comma separated or repeated.
+    #[arg(long = "peers", value_delimiter = ',', required = true, value_parser = parse_peer)]
+    peers: Vec<(u64, String)>,
+    /// Address of the gRPC server: raft, write forwarding and StoreAPI.
+    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    grpc_address: SocketAddr,
+    /// Address of remote write, the HTTP API, status and metrics.
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    http_address: SocketAddr,
+    /// The raft logs (the WAL) of the shard replicas placed here.
+    #[arg(long = "data-dir", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Shards the series are spread over (fixed for the cluster's life).
+    #[arg(long = "shards", default_value_t = 4)]
+    shards: u64,
+    /// Replicas per shard (a write is acknowledged by a majority of them).
+    #[arg(long = "replication-factor", default_value_t = 3)]
+    replication_factor: usize,
+    /// Raft's clock: elections and heartbeats are counted in ticks.
+    #[arg(long = "raft.tick-interval", default_value = "100ms", value_parser = flags::duration_ms)]
+    tick_interval: i64,
+    /// Ticks without a leader before a follower campaigns (randomized up to twice).
+    #[arg(long = "raft.election-ticks", default_value_t = 10)]
+    election_ticks: usize,
+    /// Ticks between a leader's heartbeats.
+    #[arg(long = "raft.heartbeat-ticks", default_value_t = 2)]
+    heartbeat_ticks: usize,
+    /// Entries applied between snapshots of a shard (which compact its log).
+    #[arg(long = "raft.snapshot-entries", default_value_t = 10_000)]
+    snapshot_entries: u64,
+    /// How long a write waits for its shards to commit before 503.
+    #[arg(long = "write-timeout", default_value = "5s", value_parser = flags::duration_ms)]
+    write_timeout: i64,
+    /// Read only the shards this ingester leads (read-your-writes through
+    /// the leader); by default every local replica is read.
+    #[arg(long = "read.leader-only", default_value_t = false)]
+    leader_reads: bool,
+    /// External label of this ingester's StoreAPI that marks it as one
+    /// replica (the querier's `--query.replica-label`).
+    #[arg(long = "replica-label", default_value = "replica")]
+    replica_label: String,
+    /// Further external labels, `name=value`.
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+}
+
+fn parse_peer(v: &str) -> Result<(u64, String), String> {
+    let (id, address) = v
+        .split_once('=')
+        .ok_or_else(|| format!("peer {v:?} is not id=host:port"))?;
+    let id: u64 = id
+        .trim()
+        .parse()
+        .map_err(|_| format!("peer id {id:?} is not a number"))?;
+    if id == 0 {
+        return Err("peer id 0 is reserved".into());
+    }
+    Ok((id, address.trim().to_string()))
+}
+
+fn parse_label(v: &str) -> Result<(String, String), String> {
+    let (name, value) = v
+        .split_once('=')
+        .ok_or_else(|| format!("label {v:?} is not name=value"))?;
+    if !hearth_model::labels::is_valid_label_name(name) {
+        return Err(format!("invalid label name {name:?}"));
+    }
+    Ok((name.to_string(), value.trim_matches('"').to_string()))
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let started = hearth_api::system_clock()();
+    let peers: BTreeMap<u64, String> = args.peers.iter().cloned().collect();
+    anyhow::ensure!(
+        peers.len() == args.peers.len(),
+        "--peers names an ingester id twice"
+    );
+    let mut config = IngesterConfig::new(args.node_id, peers, args.data_dir.clone());
+    config.shards = args.shards;
+    config.replication_factor = args.replication_factor;
+    config.tick_interval = Duration::from_millis(args.tick_interval.max(1) as u64);
+    config.election_tick = args.election_ticks;
+    config.heartbeat_tick = args.heartbeat_ticks;
+    config.snapshot_interval_entries = args.snapshot_entries.max(1);
+    config.write_timeout = Duration::from_millis(args.write_timeout.max(1) as u64);
+    config.leader_reads = args.leader_reads;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("create {}", args.data_dir.display()))?;
+
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        crate::standalone::wait_for_signal().await;
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+
+    let (ingester, nodes) =
+        Ingester::start(config, shutdown.clone()).context("start the shard replicas")?;
+
+    let mut external: Vec<(String, String)> = args.labels.clone();
+    external.push((
+        args.replica_label.clone(),
+        format!("ingester-{}", args.node_id),
+    ));
+    let external = Labels::new(external.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let info = {
+        let external = external.clone();
+        let ingester = ingester.clone();
+        Arc::new(move || hearth_storeapi::StoreInfo {
+            component: "receive".to_string(),
+            label_sets: tenant_label_sets(&ingester, &external),
+            min_time: i64::MIN,
+            max_time: i64::MAX,
+            supports_without_replica_labels: true,
+        })
+    };
+    let store = hearth_storeapi::StoreServer::new(ingester.clone(), external, info);
+    let grpc_listener = tokio::net::TcpListener::bind(args.grpc_address)
+        .await
+        .with_context(|| format!("listen on {}", args.grpc_address))?;
+    tracing::info!(address = %grpc_listener.local_addr()?, "gRPC (raft, forwarding, StoreAPI) listening");
+    let routes = ingester.add_grpc_services(store.into_routes());
+    let grpc_shutdown = shutdown.clone();
+    let grpc = tokio::spawn(async move {
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await })
+            .await
+    });
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    let api_metrics = Arc::new(ApiMetrics::new(&mut registry));
+    let status_metrics = StatusMetrics::register(&mut registry, &ingester);
+    let ready = Arc::new(AtomicBool::new(false));
+    {
+        // Ready once every local shard knows its leader; the raft state is
+        // exported every second.
+        let ready = ready.clone();
+        let ingester = ingester.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            while !shutdown.is_cancelled() {
+                tick.tick().await;
+                if !ready.load(Ordering::Acquire) && ingester.ready() {
+                    tracing::info!("every shard replica knows its leader; ready");
+                    ready.store(true, Ordering::Release);
+                }
+                status_metrics.update(&ingester.status());
+            }
+        });
+    }
+    let state = ApiState {
+        component: "Hearth ingester",
+        queryable: ingester.clone(),
+        scoped: None,
+        engine_options: hearth_promql::EngineOptions::default(),
+        appendable: Some(Arc::new(IngestAppendable(ingester.clone()))),
+        ready,
+        metrics: api_metrics,
+        metadata: Arc::default(),
+        status: Arc::new(hearth_api::status::StatusInfo {
+            flags: BTreeMap::new(),
+            config: Default::default(),
+            storage_retention: String::new(),
+            start_time: started,
+            tsdb: None,
+        }),
+        reloader: None,
+        targets: None,
+        registry: Arc::new(registry),
+        clock: hearth_api::system_clock(),
+    };
+    let status_source = ingester.clone();
+    let page_source = ingester.clone();
+    let app = hearth_api::router(state)
+        .route(
+            "/api/v1/ingest/status",
+            get(move || {
+                let ingester = status_source.clone();
+                async move {
+                    axum::Json(serde_json::json!({
+                        "status": "success",
+                        "data": status_json(&ingester),
+                    }))
+                }
+            }),
+        )
+        .route(
+            "/ingest",
+            get(move || {
+                let ingester = page_source.clone();
+                async move { axum::response::Html(status_page(&ingester)) }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(args.http_address)
+        .await
+        .with_context(|| format!("listen on {}", args.http_address))?;
+    tracing::info!(address = %listener.local_addr()?, "HTTP listening");
+    let http_shutdown = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+        .await
+        .context("serve HTTP")?;
+    shutdown.cancel();
+    for node in nodes {
+        if let Err(e) = node.await? {
+            tracing::error!(error = %e, "shard replica stopped with an error");
+        }
+    }
+    grpc.await?.context("serve gRPC")?;
+    Ok(())
+}
+
+/// One label set per tenant held here (the tenant label beside the
+/// external labels), as Thanos's receiver announces its tenants.
+fn tenant_label_sets(ingester: &Ingester, external: &Labels) -> Vec<Labels> {
+    let tenants = ingester.tenants();
+    tenants
+        .iter()
+        .map(|t| {
+            let mut pairs: Vec<(&str, &str)> =
+                external.iter().map(|l| (l.name, l.value)).collect();
+            pairs.push((TENANT_LABEL, t.as_str()));
+            Labels::new(pairs)
+        })
+        .collect()
+}
+
+/// Remote write into the cluster, for the tenant the request names.
+struct IngestAppendable(Arc<Ingester>);
+
+#[async_trait]
+impl Appendable for IngestAppendable {
+    async fn append(&self, batch: Vec<SeriesSamples>) -> hearth_storage_api::Result<AppendStats> {
+        self.append_for_tenant(None, batch).await
+    }
+
+    async fn append_for_tenant(
+        &self,
+        tenant: Option<&str>,
+        batch: Vec<SeriesSamples>,
+    ) -> hearth_storage_api::Result<AppendStats> {
+        let tenant = tenant.unwrap_or(DEFAULT_TENANT);
+        if !valid_tenant(tenant) {
+            return Err(StorageError::BadRequest(format!(
+                "invalid tenant {tenant:?}: 1 to 128 characters of A-Z a-z 0-9 _ - ."
+            )));
+        }
+        self.0.write(tenant, batch).await.map_err(|e| match e {
+            WriteError::Rejected(m) | WriteError::TooLarge(m) => StorageError::BadRequest(m),
+            WriteError::Unavailable(m) => StorageError::Unavailable(m),
+        })
+    }
+}
+
+/// Tenant names as Thanos accepts them: they become directory names and
+/// label values.
+fn valid_tenant(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 128
+        && t != "."
+        && t != ".."
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+fn role_name(s: &NodeStatus) -> &'static str {
+    use hearth_ingest::node::Role;
+    match s.role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::PreCandidate => "pre_candidate",
+    }
+}
+
+fn status_json(ingester: &Ingester) -> serde_json::Value {
+    let shards: Vec<serde_json::Value> = ingester
+        .status()
+        .iter()
+        .map(|s| {
+            let replicas: Vec<serde_json::Value> = s
+                .match_index
+                .iter()
+                .map(|(node, m)| {
+                    serde_json::json!({
+                        "node": node,
+                        "match": m,
+                        "lag": s.last_index.saturating_sub(*m),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "shard": s.group_id,
+                "role": role_name(s),
+                "leader": s.leader_id.unwrap_or(0),
+                "term": s.term,
+                "commit": s.commit,
+                "applied": s.applied,
+                "first_index": s.first_index,
+                "last_index": s.last_index,
+                "snapshot_index": s.snapshot_index,
+                "voters": s.voters,
+                "replicas": replicas,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "node_id": ingester.config().node_id,
+        "shards": shards,
+    })
+}
+
+/// The status page: one table row per local shard replica.
+fn status_page(ingester: &Ingester) -> String {
+    let mut rows = String::new();
+    for s in ingester.status() {
+        let lag: Vec<String> = s
+            .match_index
+            .iter()
+            .map(|(n, m)| format!("{n}: {}", s.last_index.saturating_sub(*m)))
+            .collect();
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td></tr>\n",
+            s.group_id,
+            role_name(&s),
+            s.leader_id.map(|l| l.to_string()).unwrap_or_else(|| "none".into()),
+            s.term,
+            s.commit,
+            s.applied,
+            s.snapshot_index,
+            s.voters,
+            lag.join(", "),
+        ));
+    }
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Hearth ingester {id}</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head>\
+         <body><h1>Hearth ingester {id}</h1>\
+         <p>Shard replicas on this ingester (<a href=\"/api/v1/ingest/status\">JSON</a>).</p>\
+         <table><tr><th>shard</th><th>role</th><th>leader</th><th>term</th><th>commit</th>\
+         <th>applied</th><th>snapshot</th><th>voters</th><th>replica lag (entries)</th></tr>\n{rows}</table>\
+         </body></html>\n",
+        id = ingester.config().node_id
+    )
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ShardLabel {
+    shard: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ReplicaLabel {
+    shard: String,
+    replica: String,
+}
+
+/// The raft state of the local replicas as gauges.
+struct StatusMetrics {
+    leader: Family<ShardLabel, Gauge>,
+    term: Family<ShardLabel, Gauge>,
+    commit: Family<ShardLabel, Gauge>,
+    applied: Family<ShardLabel, Gauge>,
+    snapshot: Family<ShardLabel, Gauge>,
+    lag: Family<ReplicaLabel, Gauge>,
+}
+
+impl StatusMetrics {
+    fn register(registry: &mut prometheus_client::registry::Registry, ingester: &Ingester) -> Self {
+        let m = Self {
+            leader: Family::default(),
+            term: Family::default(),
+            commit: Family::default(),
+            applied: Family::default(),
+            snapshot: Family::default(),
+            lag: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix("hearth_ingest");
+        r.register(
+            "shard_is_leader",
+            "1 when this ingester leads the shard",
+            m.leader.clone(),
+        );
+        r.register(
+            "shard_term",
+            "Raft term of the shard replica",
+            m.term.clone(),
+        );
+        r.register(
+            "shard_commit_index",
+            "Highest log index known committed",
+            m.commit.clone(),
+        );
+        r.register(
+            "shard_applied_index",
+            "Highest log index applied to the heads",
+            m.applied.clone(),
+        );
+        r.register(
+            "shard_snapshot_index",
+            "Log index of the last snapshot (the log is compacted up to it)",
+            m.snapshot.clone(),
+        );
+        r.register(
+            "shard_replica_lag_entries",
+            "On the leader: entries a replica's log is behind the leader's",
+            m.lag.clone(),
+        );
+        let metrics = &ingester.metrics;
+        r.register(
+            "forwarded_writes",
+            "Shard parts of writes forwarded to another ingester",
+            metrics.forwarded.clone(),
+        );
+        r.register(
+            "forward_failures",
+            "Forwarded shard parts that got no answer",
+            metrics.forward_failures.clone(),
+        );
+        r.register(
+            "proposals",
+            "Shard parts of writes proposed on a local leader",
+            metrics.proposals.clone(),
+        );
+        r.register(
+            "proposal_failures",
+            "Proposals not known to be committed (timeout, leader change)",
+            metrics.proposal_failures.clone(),
+        );
+        m
+    }
+
+    fn update(&self, status: &[NodeStatus]) {
+        for s in status {
+            let shard = ShardLabel {
+                shard: s.group_id.to_string(),
+            };
+            let is_leader = role_name(s) == "leader";
+            self.leader.get_or_create(&shard).set(i64::from(is_leader));
+            self.term.get_or_create(&shard).set(s.term as i64);
+            self.commit.get_or_create(&shard).set(s.commit as i64);
+            self.applied.get_or_create(&shard).set(s.applied as i64);
+            self.snapshot
+                .get_or_create(&shard)
+                .set(s.snapshot_index as i64);
+            for (replica, m) in &s.match_index {
+                self.lag
+                    .get_or_create(&ReplicaLabel {
+                        shard: shard.shard.clone(),
+                        replica: replica.to_string(),
+                    })
+                    .set(s.last_index.saturating_sub(*m) as i64);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_and_labels_parse() {
+        assert_eq!(
+            parse_peer("2=ingest-2:10901"),
+            Ok((2, "ingest-2:10901".to_string()))
+        );
+        assert!(parse_peer("0=a:1").is_err());
+        assert!(parse_peer("x=a:1").is_err());
+        assert!(parse_peer("a:1").is_err());
+        assert_eq!(
+            parse_label("cluster=eu"),
+            Ok(("cluster".to_string(), "eu".to_string()))
+        );
+        assert!(parse_label("1x=eu").is_err());
+    }
+
+    #[test]
+    fn tenants_are_checked() {
+        assert!(valid_tenant("team-a.prod_1"));
+        assert!(!valid_tenant(""));
+        assert!(!valid_tenant(".."));
+        assert!(!valid_tenant("a/b"));
+        assert!(!valid_tenant(&"x".repeat(129)));
+    }
+}

@@ -1,0 +1,707 @@
+//! One ingester: the replicas of the shards placed on it, the write path
+//! that spreads a remote write over shards and hands each part to its
+//! shard's leader, and the read side over the local replicas.
+//!
+//! - **Placement**: series go to shard `stable_hash(labels) % shards`;
+//!   shard `s` has replicas on the `replication_factor` ingesters that
+//!   follow position `s` in the sorted list of ingester ids (wrapping). A
+//!   replica's raft id is its ingester's id.
+//! - **Writes** ([`Ingester::write`]): the batch is split by shard; each
+//!   part becomes one [`Command`](crate::proto::ingest::Command) that is
+//!   proposed on this ingester when it leads the shard, or forwarded
+//!   (`hearth.ingest.Ingest/Forward`) to the ingester it believes leads it,
+//!   following `NOT_LEADER` hints and trying the shard's other replicas
+//!   until `write_timeout`. The write succeeds only when every part is
+//!   committed (fsynced by a quorum) and applied by its leader; a part
+//!   refused by the shard (out of order, ...) fails the write as the
+//!   client's fault; a part whose fate is unknown (no quorum, leader lost,
+//!   time out) fails it as unavailable, for the client to retry — a retry
+//!   re-proposes the same samples, which every replica drops as duplicates.
+//! - **Reads**: the local replicas' heads, every series with the tenant
+//!   label; with `leader_reads`, only shards this ingester leads (a write
+//!   acknowledged by a leader is then visible to the next read there).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use hearth_model::{Labels, MatchOp, Matcher, Timestamp};
+use hearth_storage_api::{
+    AppendStats, Error as StorageError, LabelsResult, Queryable, SelectHints, Series,
+    SeriesSamples, SeriesSet,
+};
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use crate::error::{Error, ProposeError, Result};
+use crate::node::{NodeConfig, NodeHandle, NodeStatus, RaftNode, Role};
+use crate::proto::ingest::forward_response::Outcome;
+use crate::proto::ingest::ingest_client::IngestClient;
+use crate::proto::ingest::ingest_server::{Ingest, IngestServer};
+use crate::proto::ingest::{ForwardRequest, ForwardResponse};
+use crate::shard::{samples_in_command, write_command, ShardData, ShardStateMachine};
+use crate::transport::grpc::{GrpcTransport, GrpcTransportConfig, RaftService};
+use crate::transport::Router;
+
+/// The tenant of writes without a tenant header (Thanos's default).
+pub const DEFAULT_TENANT: &str = "default-tenant";
+/// Longest wait for one forwarded attempt (an election takes 1-2 s with the
+/// default timing).
+const FORWARD_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The label every series read from an ingester carries (Thanos's name).
+pub const TENANT_LABEL: &str = "tenant_id";
+
+/// How an ingester runs.
+#[derive(Debug, Clone)]
+pub struct IngesterConfig {
+    /// This ingester's id; a key of `peers`.
+    pub node_id: u64,
+    /// Every ingester of the cluster: id → gRPC address.
+    pub peers: BTreeMap<u64, String>,
+    pub shards: u64,
+    pub replication_factor: usize,
+    pub data_dir: PathBuf,
+    pub tick_interval: Duration,
+    pub election_tick: usize,
+    pub heartbeat_tick: usize,
+    /// Entries applied between snapshots (and log compactions).
+    pub snapshot_interval_entries: u64,
+    /// How long a write may wait for its shards before it fails as
+    /// unavailable.
+    pub write_timeout: Duration,
+    /// Largest encoded part of a write for one shard.
+    pub max_shard_write_bytes: usize,
+    /// Reads see only the shards this ingester leads.
+    pub leader_reads: bool,
+}
+
+impl IngesterConfig {
+    /// Defaults for ingester `node_id` of `peers`: 100 ms ticks, elections
+    /// after 1-2 s, 5 s write timeout, RF 3 (or fewer ingesters).
+    pub fn new(node_id: u64, peers: BTreeMap<u64, String>, data_dir: PathBuf) -> Self {
+        Self {
+            node_id,
+            replication_factor: peers.len().min(3),
+            peers,
+            shards: 4,
+            data_dir,
+            tick_interval: Duration::from_millis(100),
+            election_tick: 10,
+            heartbeat_tick: 2,
+            snapshot_interval_entries: 10_000,
+            write_timeout: Duration::from_secs(5),
+            max_shard_write_bytes: 32 << 20,
+            leader_reads: false,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let invalid = |m: String| Err(Error::InvalidArgument(m));
+        if !self.peers.contains_key(&self.node_id) {
+            return invalid(format!(
+                "ingester id {} is not among the peers {:?}",
+                self.node_id,
+                self.peers.keys().collect::<Vec<_>>()
+            ));
+        }
+        if self.peers.contains_key(&0) {
+            return invalid("ingester id 0 is reserved".into());
+        }
+        if self.shards == 0 {
+            return invalid("the number of shards must be positive".into());
+        }
+        if self.replication_factor == 0 || self.replication_factor > self.peers.len() {
+            return invalid(format!(
+                "replication factor {} needs between 1 and {} ingesters",
+                self.replication_factor,
+                self.peers.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The ingesters holding shard `shard`: `rf` consecutive ids from position
+/// `shard` of the sorted ids, wrapping.
+pub fn placement(shard: u64, nodes: &[u64], rf: usize) -> Vec<u64> {
+    let mut sorted = nodes.to_vec();
+    sorted.sort_unstable();
+    let n = sorted.len();
+    (0..rf.min(n))
+        .map(|k| sorted[(shard as usize + k) % n])
+        .collect()
+}
+
+/// The shard of a series.
+pub fn shard_of(labels: &Labels, shards: u64) -> u64 {
+    labels.stable_hash() % shards
+}
+
+/// A write's failure, as the remote-write handler reports it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The client's fault: 400, do not retry.
+    #[error("{0}")]
+    Rejected(String),
+    /// Not known to be stored: 503, retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Too large to propose: 413.
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// The task running one shard replica's raft node.
+pub type NodeTask = JoinHandle<Result<()>>;
+
+/// One shard replica on this ingester.
+struct Replica {
+    handle: NodeHandle,
+    data: ShardData,
+}
+
+/// A running ingester; see the module documentation.
+pub struct Ingester {
+    config: IngesterConfig,
+    replicas: BTreeMap<u64, Replica>,
+    router: Router,
+    clients: Mutex<HashMap<u64, IngestClient<Channel>>>,
+    /// The leader last seen per shard, to forward to without asking.
+    leaders: Mutex<HashMap<u64, u64>>,
+    pub metrics: IngestMetrics,
+}
+
+/// Counters of the write path.
+#[derive(Debug, Default)]
+pub struct IngestMetrics {
+    pub forwarded: prometheus_client::metrics::counter::Counter,
+    pub forward_failures: prometheus_client::metrics::counter::Counter,
+    pub proposals: prometheus_client::metrics::counter::Counter,
+    pub proposal_failures: prometheus_client::metrics::counter::Counter,
+}
+
+impl Ingester {
+    /// Opens (or bootstraps) the replicas of the shards placed here and
+    /// starts their raft nodes. The gRPC services ([`Ingester::add_grpc_services`])
+    /// must be served by the caller for peers to reach them.
+    pub fn start(
+        config: IngesterConfig,
+        shutdown: CancellationToken,
+    ) -> Result<(Arc<Self>, Vec<NodeTask>)> {
+        config.validate()?;
+        let transport = Arc::new(GrpcTransport::new(GrpcTransportConfig::default()));
+        for (id, address) in &config.peers {
+            if *id != config.node_id {
+                transport.set_peer(*id, address.clone())?;
+            }
+        }
+        let router = Router::new();
+        let nodes: Vec<u64> = config.peers.keys().copied().collect();
+        let mut replicas = BTreeMap::new();
+        let mut tasks = Vec::new();
+        for shard in 0..config.shards {
+            let voters = placement(shard, &nodes, config.replication_factor);
+            if !voters.contains(&config.node_id) {
+                continue;
+            }
+            let mut node_config = NodeConfig::new(shard, config.node_id);
+            node_config.tick_interval = config.tick_interval;
+            node_config.election_tick = config.election_tick;
+            node_config.heartbeat_tick = config.heartbeat_tick;
+            node_config.snapshot_interval_entries = config.snapshot_interval_entries;
+            node_config.max_proposal_bytes = config.max_shard_write_bytes;
+            node_config.initial_voters = voters;
+            let data = ShardData::default();
+            let dir = config.data_dir.join(format!("shard-{shard}"));
+            let (node, handle) = RaftNode::open(
+                node_config,
+                dir,
+                ShardStateMachine::new(shard, data.clone()),
+                transport.clone(),
+                router.clone(),
+            )?;
+            tasks.push(tokio::spawn(node.run(shutdown.clone())));
+            replicas.insert(shard, Replica { handle, data });
+        }
+        let ingester = Arc::new(Self {
+            config,
+            replicas,
+            router,
+            clients: Mutex::new(HashMap::new()),
+            leaders: Mutex::new(HashMap::new()),
+            metrics: IngestMetrics::default(),
+        });
+        Ok((ingester, tasks))
+    }
+
+    pub fn config(&self) -> &IngesterConfig {
+        &self.config
+    }
+
+    /// `routes` (the StoreAPI's) with the raft transport's and the
+    /// forwarding service added, for the ingester's gRPC server.
+    pub fn add_grpc_services(
+        self: &Arc<Self>,
+        routes: tonic::service::Routes,
+    ) -> tonic::service::Routes {
+        let max = 256 << 20;
+        routes
+            .add_service(RaftService::new(self.router.clone()).into_server(max))
+            .add_service(
+                IngestServer::new(ForwardService(self.clone()))
+                    .max_decoding_message_size(self.config.max_shard_write_bytes + 1024),
+            )
+    }
+
+    /// The status of every local replica, by shard.
+    pub fn status(&self) -> Vec<NodeStatus> {
+        self.replicas.values().map(|r| r.handle.status()).collect()
+    }
+
+    /// Handles of the local replicas, by shard (membership changes, tests).
+    pub fn handles(&self) -> BTreeMap<u64, NodeHandle> {
+        self.replicas
+            .iter()
+            .map(|(s, r)| (*s, r.handle.clone()))
+            .collect()
+    }
+
+    /// Whether every local replica knows a leader.
+    pub fn ready(&self) -> bool {
+        self.replicas
+            .values()
+            .all(|r| r.handle.status().leader_id.is_some())
+    }
+
+    /// Writes `batch` for `tenant`; see the module documentation.
+    pub async fn write(
+        &self,
+        tenant: &str,
+        batch: Vec<SeriesSamples>,
+    ) -> Result<AppendStats, WriteError> {
+        let mut by_shard: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        for (i, s) in batch.iter().enumerate() {
+            if !s.samples.is_empty() {
+                by_shard
+                    .entry(shard_of(&s.labels, self.config.shards))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        let deadline = Instant::now() + self.config.write_timeout;
+        let parts = by_shard.into_iter().map(|(shard, indexes)| {
+            let series: Vec<_> = indexes
+                .iter()
+                .map(|&i| (&batch[i].labels, batch[i].samples.as_slice()))
+                .collect();
+            let command = Bytes::from(write_command(tenant, &series));
+            self.write_shard(shard, command, deadline)
+        });
+        let outcomes = futures::future::join_all(parts).await;
+        let mut stats = AppendStats::default();
+        let mut unavailable = None;
+        for outcome in outcomes {
+            match outcome {
+                Ok(s) => {
+                    stats.samples_appended += s.samples_appended;
+                    stats.duplicates_dropped += s.duplicates_dropped;
+                    stats.series_created += s.series_created;
+                }
+                // The client's fault wins: a retry would not help.
+                Err(e @ (WriteError::Rejected(_) | WriteError::TooLarge(_))) => return Err(e),
+                Err(e) => unavailable = Some(e),
+            }
+        }
+        match unavailable {
+            Some(e) => Err(e),
+            None => Ok(stats),
+        }
+    }
+
+    /// Gets one shard's part committed, proposing here or forwarding.
+    async fn write_shard(
+        &self,
+        shard: u64,
+        command: Bytes,
+        deadline: Instant,
+    ) -> Result<AppendStats, WriteError> {
+        if command.len() > self.config.max_shard_write_bytes {
+            return Err(WriteError::TooLarge(format!(
+                "the write's part for shard {shard} is {} bytes, above the limit of {}",
+                command.len(),
+                self.config.max_shard_write_bytes
+            )));
+        }
+        let nodes: Vec<u64> = self.config.peers.keys().copied().collect();
+        let replicas = placement(shard, &nodes, self.config.replication_factor);
+        let mut attempt = 0usize;
+        let mut last_error = String::from("no attempt");
+        let mut backoff = Duration::from_millis(20);
+        while Instant::now() < deadline {
+            let target = self.pick_target(shard, &replicas, attempt);
+            attempt += 1;
+            let answer = if target == self.config.node_id {
+                self.propose_local(shard, command.clone(), deadline).await
+            } else {
+                self.forward(target, shard, command.clone(), deadline).await
+            };
+            match answer.outcome() {
+                Outcome::Ok => {
+                    self.leaders.lock().insert(shard, target);
+                    return Ok(AppendStats {
+                        samples_appended: answer.samples_appended as usize,
+                        duplicates_dropped: answer.duplicates_dropped as usize,
+                        series_created: answer.series_created as usize,
+                    });
+                }
+                Outcome::Rejected => return Err(WriteError::Rejected(answer.message)),
+                Outcome::TooLarge => return Err(WriteError::TooLarge(answer.message)),
+                Outcome::NotLeader => {
+                    if answer.leader != 0 && answer.leader != target {
+                        self.leaders.lock().insert(shard, answer.leader);
+                        last_error =
+                            format!("ingester {target} is not the leader of shard {shard}");
+                        continue;
+                    }
+                    self.leaders.lock().remove(&shard);
+                    last_error = format!("shard {shard} has no known leader");
+                }
+                Outcome::Unavailable => {
+                    self.leaders.lock().remove(&shard);
+                    last_error = answer.message;
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(backoff.min(left)).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
+        }
+        Err(WriteError::Unavailable(format!(
+            "shard {shard} did not commit the write within {:?}: {last_error}",
+            self.config.write_timeout
+        )))
+    }
+
+    /// The ingester to send the next attempt to: the known leader, else the
+    /// local replica's hint, else the replicas in turn.
+    fn pick_target(&self, shard: u64, replicas: &[u64], attempt: usize) -> u64 {
+        if let Some(leader) = self.leaders.lock().get(&shard) {
+            return *leader;
+        }
+        if let Some(r) = self.replicas.get(&shard) {
+            if let Some(leader) = r.handle.status().leader_id {
+                return leader;
+            }
+        }
+        replicas[attempt % replicas.len()]
+    }
+
+    /// Proposes on the local replica of `shard` if it leads.
+    async fn propose_local(
+        &self,
+        shard: u64,
+        command: Bytes,
+        deadline: Instant,
+    ) -> ForwardResponse {
+        let Some(replica) = self.replicas.get(&shard) else {
+            return answer(Outcome::NotLeader, "no replica of this shard here", 0);
+        };
+        let status = replica.handle.status();
+        if status.role != Role::Leader {
+            return answer(
+                Outcome::NotLeader,
+                "not the leader",
+                status.leader_id.unwrap_or(0),
+            );
+        }
+        let samples = samples_in_command(&command);
+        self.metrics.proposals.inc();
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let outcome = tokio::time::timeout(timeout, replica.handle.propose(command.to_vec())).await;
+        let response = match outcome {
+            Ok(Ok(_)) => ForwardResponse {
+                outcome: Outcome::Ok as i32,
+                samples_appended: samples as u64,
+                ..Default::default()
+            },
+            Ok(Err(ProposeError::Rejected(m))) => answer(Outcome::Rejected, &m, 0),
+            Ok(Err(ProposeError::NotLeader { leader })) => {
+                answer(Outcome::NotLeader, "not the leader", leader.unwrap_or(0))
+            }
+            Ok(Err(e @ ProposeError::TooLarge { .. })) => {
+                answer(Outcome::TooLarge, &e.to_string(), 0)
+            }
+            Ok(Err(e)) => answer(Outcome::Unavailable, &format!("shard {shard}: {e}"), 0),
+            Err(_) => answer(
+                Outcome::Unavailable,
+                &format!("shard {shard}: no quorum committed the write in time"),
+                0,
+            ),
+        };
+        if response.outcome() != Outcome::Ok && response.outcome() != Outcome::Rejected {
+            self.metrics.proposal_failures.inc();
+        }
+        response
+    }
+
+    async fn forward(
+        &self,
+        target: u64,
+        shard: u64,
+        command: Bytes,
+        deadline: Instant,
+    ) -> ForwardResponse {
+        let Some(mut client) = self.client(target) else {
+            return answer(
+                Outcome::Unavailable,
+                &format!("unknown ingester {target}"),
+                0,
+            );
+        };
+        self.metrics.forwarded.inc();
+        let mut request = Request::new(ForwardRequest { shard, command });
+        // A leader that stopped answering (frozen, cut off) must not hold
+        // the write for the whole timeout: after a bounded attempt the
+        // next one goes to whoever leads by then.
+        let left = deadline.saturating_duration_since(Instant::now());
+        request.set_timeout(left.min(FORWARD_ATTEMPT_TIMEOUT));
+        match client.forward(request).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                self.metrics.forward_failures.inc();
+                answer(
+                    Outcome::Unavailable,
+                    &format!("forward to ingester {target}: {}", status.message()),
+                    0,
+                )
+            }
+        }
+    }
+
+    fn client(&self, node: u64) -> Option<IngestClient<Channel>> {
+        let mut clients = self.clients.lock();
+        if let Some(c) = clients.get(&node) {
+            return Some(c.clone());
+        }
+        let address = self.config.peers.get(&node)?;
+        let url = if address.contains("://") {
+            address.clone()
+        } else {
+            format!("http://{address}")
+        };
+        let endpoint = Endpoint::from_shared(url)
+            .ok()?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true);
+        let client = IngestClient::new(endpoint.connect_lazy())
+            .max_encoding_message_size(self.config.max_shard_write_bytes + 1024);
+        clients.insert(node, client.clone());
+        Some(client)
+    }
+
+    /// Tenants with data in a local replica, sorted.
+    pub fn tenants(&self) -> Vec<String> {
+        let mut t: Vec<String> = self
+            .replicas
+            .values()
+            .flat_map(|r| r.data.heads().into_iter().map(|(t, _)| t))
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    /// The local replicas' heads that reads see.
+    fn readable(&self) -> Vec<(String, Arc<hearth_tsdb::head::Head>)> {
+        self.replicas
+            .values()
+            .filter(|r| !self.config.leader_reads || r.handle.status().role == Role::Leader)
+            .flat_map(|r| r.data.heads())
+            .collect()
+    }
+
+    /// Series from every readable head whose tenant passes the tenant
+    /// matchers, with the tenant label added.
+    fn select_sync(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+        skip_chunks: bool,
+    ) -> hearth_storage_api::Result<Vec<Series>> {
+        let (tenant_matchers, rest): (Vec<Matcher>, Vec<Matcher>) = matchers
+            .iter()
+            .cloned()
+            .partition(|m| m.name == TENANT_LABEL);
+        // A selector of only tenant matchers selects every series.
+        let rest = if rest.is_empty() {
+            vec![Matcher::new(MatchOp::RegexMatch, "__name__", ".+")
+                .map_err(|e| StorageError::Internal(e.to_string()))?]
+        } else {
+            rest
+        };
+        let mut out = Vec::new();
+        for (tenant, head) in self.readable() {
+            if !tenant_matchers.iter().all(|m| m.matches(&tenant)) {
+                continue;
+            }
+            let series = head
+                .select(&rest, mint, maxt, skip_chunks)
+                .map_err(|e| StorageError::Internal(e.to_string()))?;
+            out.extend(series.into_iter().map(|mut s| {
+                s.labels = with_tenant(&s.labels, &tenant);
+                s
+            }));
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+}
+
+fn with_tenant(labels: &Labels, tenant: &str) -> Labels {
+    let mut pairs: Vec<(&str, &str)> = labels
+        .iter()
+        .filter(|l| l.name != TENANT_LABEL)
+        .map(|l| (l.name, l.value))
+        .collect();
+    pairs.push((TENANT_LABEL, tenant));
+    Labels::new(pairs)
+}
+
+fn answer(outcome: Outcome, message: &str, leader: u64) -> ForwardResponse {
+    ForwardResponse {
+        outcome: outcome as i32,
+        message: message.to_string(),
+        leader,
+        ..Default::default()
+    }
+}
+
+/// `hearth.ingest.Ingest`: proposes forwarded parts on the local leader.
+struct ForwardService(Arc<Ingester>);
+
+#[tonic::async_trait]
+impl Ingest for ForwardService {
+    async fn forward(
+        &self,
+        request: Request<ForwardRequest>,
+    ) -> std::result::Result<Response<ForwardResponse>, Status> {
+        let timeout = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .unwrap_or(self.0.config.write_timeout)
+            .min(self.0.config.write_timeout);
+        let ForwardRequest { shard, command } = request.into_inner();
+        let deadline = Instant::now() + timeout;
+        Ok(Response::new(
+            self.0.propose_local(shard, command, deadline).await,
+        ))
+    }
+}
+
+/// A `grpc-timeout` header value (`<digits><unit>`).
+fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[async_trait]
+impl Queryable for Ingester {
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        hints: SelectHints,
+    ) -> hearth_storage_api::Result<SeriesSet> {
+        let mut series = self.select_sync(matchers, hints.mint, hints.maxt, hints.skip_chunks)?;
+        if hints.limit > 0 {
+            series.truncate(hints.limit);
+        }
+        Ok(SeriesSet {
+            series,
+            warnings: Vec::new(),
+        })
+    }
+
+    async fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> hearth_storage_api::Result<LabelsResult> {
+        let mut names = std::collections::BTreeSet::new();
+        for s in self.select_sync(matchers, mint, maxt, true)? {
+            names.extend(s.labels.iter().map(|l| l.name.to_string()));
+        }
+        Ok(LabelsResult {
+            values: names.into_iter().collect(),
+            warnings: Vec::new(),
+        })
+    }
+
+    async fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> hearth_storage_api::Result<LabelsResult> {
+        let mut values = std::collections::BTreeSet::new();
+        for s in self.select_sync(matchers, mint, maxt, true)? {
+            if let Some(v) = s.labels.get(name) {
+                values.insert(v.to_string());
+            }
+        }
+        Ok(LabelsResult {
+            values: values.into_iter().collect(),
+            warnings: Vec::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_spreads_shards_over_consecutive_ingesters() {
+        let nodes = [3, 1, 2];
+        assert_eq!(placement(0, &nodes, 3), vec![1, 2, 3]);
+        assert_eq!(placement(1, &nodes, 3), vec![2, 3, 1]);
+        assert_eq!(placement(4, &nodes, 2), vec![2, 3]);
+        assert_eq!(placement(2, &[1, 2, 3, 4, 5], 3), vec![3, 4, 5]);
+        assert_eq!(placement(4, &[1, 2, 3, 4, 5], 3), vec![5, 1, 2]);
+    }
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("x"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
+    }
+
+    #[test]
+    fn the_tenant_label_replaces_a_stored_one() {
+        let l = Labels::new([("__name__", "a"), ("tenant_id", "forged"), ("z", "1")]);
+        assert_eq!(
+            with_tenant(&l, "team-a"),
+            Labels::new([("__name__", "a"), ("tenant_id", "team-a"), ("z", "1")])
+        );
+    }
+}
