@@ -16,7 +16,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use axum::routing::get;
 use hearth_api::{ApiMetrics, ApiState};
-use hearth_ingest::ingester::{DEFAULT_TENANT, TENANT_LABEL};
+use hearth_ingest::ingester::{ingester_of, DEFAULT_TENANT, TENANT_LABEL};
 use hearth_ingest::node::NodeStatus;
 use hearth_ingest::{Ingester, IngesterConfig, WriteError};
 use hearth_model::Labels;
@@ -63,6 +63,10 @@ pub struct Args {
     /// Entries applied between snapshots of a shard (which compact its log).
     #[arg(long = "raft.snapshot-entries", default_value_t = 10_000)]
     snapshot_entries: u64,
+    /// Entries kept in a shard's log behind its snapshot, so that a replica
+    /// lagging by less catches up from the log instead of a snapshot.
+    #[arg(long = "raft.retained-entries", default_value_t = 1_000)]
+    retained_entries: u64,
     /// How long a write waits for its shards to commit before 503.
     #[arg(long = "write-timeout", default_value = "5s", value_parser = flags::duration_ms)]
     write_timeout: i64,
@@ -74,9 +78,19 @@ pub struct Args {
     /// replica (the querier's `--query.replica-label`).
     #[arg(long = "replica-label", default_value = "replica")]
     replica_label: String,
-    /// Further external labels, `name=value`.
+    /// Further external labels, `name=value` (also on uploaded blocks).
     #[arg(long = "label", value_parser = parse_label)]
     labels: Vec<(String, String)>,
+    /// Object storage the shard leaders upload blocks to (Thanos's
+    /// format); without it blocks stay on the ingesters.
+    #[arg(long = "objstore.config-file")]
+    objstore_config_file: Option<PathBuf>,
+    /// A tenant's head is cut into a block once it spans 1.5 times this.
+    #[arg(long = "tsdb.block-duration", default_value = "2h", value_parser = flags::duration_ms)]
+    block_duration: i64,
+    /// How often shard leaders look for blocks to cut and upload.
+    #[arg(long = "tsdb.housekeeping-interval", default_value = "10s", value_parser = flags::duration_ms)]
+    housekeeping_interval: i64,
 }
 
 fn parse_peer(v: &str) -> Result<(u64, String), String> {
@@ -117,8 +131,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.election_tick = args.election_ticks;
     config.heartbeat_tick = args.heartbeat_ticks;
     config.snapshot_interval_entries = args.snapshot_entries.max(1);
+    config.retained_log_entries = args.retained_entries;
     config.write_timeout = Duration::from_millis(args.write_timeout.max(1) as u64);
     config.leader_reads = args.leader_reads;
+    config.block_duration = args.block_duration;
+    config.housekeeping_interval = Duration::from_millis(args.housekeeping_interval.max(10) as u64);
+    config.block_labels = args.labels.iter().cloned().collect();
+    let mut registry = prometheus_client::registry::Registry::default();
+    if let Some(path) = &args.objstore_config_file {
+        let bucket = hearth_objstore::Bucket::from_config_file(path)
+            .with_context(|| format!("load the object storage configuration {}", path.display()))?;
+        bucket.register_metrics(&mut registry);
+        config.bucket = Some(bucket);
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("create {}", args.data_dir.display()))?;
 
@@ -130,8 +155,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         signal.cancel();
     });
 
-    let (ingester, nodes) =
-        Ingester::start(config, shutdown.clone()).context("start the shard replicas")?;
+    let (ingester, nodes) = Ingester::start(config, shutdown.clone())
+        .await
+        .context("start the shard replicas")?;
 
     let mut external: Vec<(String, String)> = args.labels.clone();
     external.push((
@@ -166,7 +192,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .await
     });
 
-    let mut registry = prometheus_client::registry::Registry::default();
     let api_metrics = Arc::new(ApiMetrics::new(&mut registry));
     let status_metrics = StatusMetrics::register(&mut registry, &ingester);
     let ready = Arc::new(AtomicBool::new(false));
@@ -257,8 +282,7 @@ fn tenant_label_sets(ingester: &Ingester, external: &Labels) -> Vec<Labels> {
     tenants
         .iter()
         .map(|t| {
-            let mut pairs: Vec<(&str, &str)> =
-                external.iter().map(|l| (l.name, l.value)).collect();
+            let mut pairs: Vec<(&str, &str)> = external.iter().map(|l| (l.name, l.value)).collect();
             pairs.push((TENANT_LABEL, t.as_str()));
             Labels::new(pairs)
         })
@@ -321,9 +345,10 @@ fn status_json(ingester: &Ingester) -> serde_json::Value {
             let replicas: Vec<serde_json::Value> = s
                 .match_index
                 .iter()
-                .map(|(node, m)| {
+                .map(|(replica, m)| {
                     serde_json::json!({
-                        "node": node,
+                        "node": ingester_of(*replica),
+                        "replica_id": replica,
                         "match": m,
                         "lag": s.last_index.saturating_sub(*m),
                     })
@@ -331,15 +356,17 @@ fn status_json(ingester: &Ingester) -> serde_json::Value {
                 .collect();
             serde_json::json!({
                 "shard": s.group_id,
+                "replica_id": s.node_id,
                 "role": role_name(s),
-                "leader": s.leader_id.unwrap_or(0),
+                "leader": s.leader_id.map_or(0, ingester_of),
                 "term": s.term,
                 "commit": s.commit,
                 "applied": s.applied,
                 "first_index": s.first_index,
                 "last_index": s.last_index,
                 "snapshot_index": s.snapshot_index,
-                "voters": s.voters,
+                "voters": s.voters.iter().map(|v| ingester_of(*v)).collect::<Vec<_>>(),
+                "voter_replica_ids": s.voters,
                 "replicas": replicas,
             })
         })
@@ -357,18 +384,20 @@ fn status_page(ingester: &Ingester) -> String {
         let lag: Vec<String> = s
             .match_index
             .iter()
-            .map(|(n, m)| format!("{n}: {}", s.last_index.saturating_sub(*m)))
+            .map(|(n, m)| format!("{}: {}", ingester_of(*n), s.last_index.saturating_sub(*m)))
             .collect();
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td></tr>\n",
             s.group_id,
             role_name(&s),
-            s.leader_id.map(|l| l.to_string()).unwrap_or_else(|| "none".into()),
+            s.leader_id
+                .map(|l| ingester_of(l).to_string())
+                .unwrap_or_else(|| "none".into()),
             s.term,
             s.commit,
             s.applied,
             s.snapshot_index,
-            s.voters,
+            s.voters.iter().map(|v| ingester_of(*v)).collect::<Vec<_>>(),
             lag.join(", "),
         ));
     }
@@ -488,7 +517,7 @@ impl StatusMetrics {
                 self.lag
                     .get_or_create(&ReplicaLabel {
                         shard: shard.shard.clone(),
-                        replica: replica.to_string(),
+                        replica: ingester_of(*replica).to_string(),
                     })
                     .set(s.last_index.saturating_sub(*m) as i64);
             }

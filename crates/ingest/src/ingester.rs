@@ -4,8 +4,15 @@
 //!
 //! - **Placement**: series go to shard `stable_hash(labels) % shards`;
 //!   shard `s` has replicas on the `replication_factor` ingesters that
-//!   follow position `s` in the sorted list of ingester ids (wrapping). A
-//!   replica's raft id is its ingester's id.
+//!   follow position `s` in the sorted list of ingester ids (wrapping).
+//! - **Replica ids**: a replica's raft id is its ingester's id shifted left
+//!   16 bits, plus a generation. A new cluster bootstraps every replica
+//!   with generation 0. An ingester whose shard directory is new while
+//!   the shard has a history (a replaced or wiped disk, or a late first
+//!   start) picks a random generation and asks the shard's leader to
+//!   swap its old replica for the new one (`Join`); raft must never see a
+//!   replica that forgot what it voted for or acknowledged under its old
+//!   id. The id and the initial voters are kept in `shard-N.id`.
 //! - **Writes** ([`Ingester::write`]): the batch is split by shard; each
 //!   part becomes one [`Command`](crate::proto::ingest::Command) that is
 //!   proposed on this ingester when it leads the shard, or forwarded
@@ -44,7 +51,8 @@ use crate::node::{NodeConfig, NodeHandle, NodeStatus, RaftNode, Role};
 use crate::proto::ingest::forward_response::Outcome;
 use crate::proto::ingest::ingest_client::IngestClient;
 use crate::proto::ingest::ingest_server::{Ingest, IngestServer};
-use crate::proto::ingest::{ForwardRequest, ForwardResponse};
+use crate::proto::ingest::join_response::Outcome as JoinOutcome;
+use crate::proto::ingest::{ForwardRequest, ForwardResponse, JoinRequest, JoinResponse};
 use crate::shard::{samples_in_command, write_command, ShardData, ShardStateMachine};
 use crate::transport::grpc::{GrpcTransport, GrpcTransportConfig, RaftService};
 use crate::transport::Router;
@@ -72,6 +80,8 @@ pub struct IngesterConfig {
     pub heartbeat_tick: usize,
     /// Entries applied between snapshots (and log compactions).
     pub snapshot_interval_entries: u64,
+    /// Entries kept behind a snapshot for replicas that lag by less.
+    pub retained_log_entries: u64,
     /// How long a write may wait for its shards before it fails as
     /// unavailable.
     pub write_timeout: Duration,
@@ -79,6 +89,14 @@ pub struct IngesterConfig {
     pub max_shard_write_bytes: usize,
     /// Reads see only the shards this ingester leads.
     pub leader_reads: bool,
+    /// Heads cut a block once they span 1.5 times this (ms), as Prometheus.
+    pub block_duration: i64,
+    /// Where leaders upload the blocks; `None`: blocks stay on the replicas.
+    pub bucket: Option<hearth_objstore::Bucket>,
+    /// External labels of uploaded blocks (the tenant label is added).
+    pub block_labels: BTreeMap<String, String>,
+    /// How often leaders look for blocks to cut and upload.
+    pub housekeeping_interval: Duration,
 }
 
 impl IngesterConfig {
@@ -95,9 +113,14 @@ impl IngesterConfig {
             election_tick: 10,
             heartbeat_tick: 2,
             snapshot_interval_entries: 10_000,
+            retained_log_entries: 1_000,
             write_timeout: Duration::from_secs(5),
             max_shard_write_bytes: 32 << 20,
             leader_reads: false,
+            block_duration: crate::shard::DEFAULT_BLOCK_DURATION_MS,
+            bucket: None,
+            block_labels: BTreeMap::new(),
+            housekeeping_interval: Duration::from_secs(10),
         }
     }
 
@@ -112,6 +135,16 @@ impl IngesterConfig {
         }
         if self.peers.contains_key(&0) {
             return invalid("ingester id 0 is reserved".into());
+        }
+        if let Some(id) = self
+            .peers
+            .keys()
+            .find(|id| **id >= 1 << (64 - GENERATION_BITS))
+        {
+            return invalid(format!("ingester id {id} is too large (at most 2^48 - 1)"));
+        }
+        if self.block_duration < 1000 {
+            return invalid("the block duration must be at least 1s".into());
         }
         if self.shards == 0 {
             return invalid("the number of shards must be positive".into());
@@ -157,6 +190,19 @@ pub enum WriteError {
     TooLarge(String),
 }
 
+/// Bits of a replica id below the ingester id: the generation.
+const GENERATION_BITS: u32 = 16;
+
+/// The raft id of generation `generation` of `ingester`'s replica.
+pub fn replica_id(ingester: u64, generation: u64) -> u64 {
+    (ingester << GENERATION_BITS) | (generation & 0xffff)
+}
+
+/// The ingester a replica id belongs to.
+pub fn ingester_of(replica: u64) -> u64 {
+    replica >> GENERATION_BITS
+}
+
 /// The task running one shard replica's raft node.
 pub type NodeTask = JoinHandle<Result<()>>;
 
@@ -174,6 +220,8 @@ pub struct Ingester {
     clients: Mutex<HashMap<u64, IngestClient<Channel>>>,
     /// The leader last seen per shard, to forward to without asking.
     leaders: Mutex<HashMap<u64, u64>>,
+    /// Joins change the configuration one at a time.
+    joins: tokio::sync::Mutex<()>,
     pub metrics: IngestMetrics,
 }
 
@@ -187,20 +235,22 @@ pub struct IngestMetrics {
 }
 
 impl Ingester {
-    /// Opens (or bootstraps) the replicas of the shards placed here and
-    /// starts their raft nodes. The gRPC services ([`Ingester::add_grpc_services`])
-    /// must be served by the caller for peers to reach them.
-    pub fn start(
+    /// Opens the replicas of the shards placed here (bootstrapping or
+    /// joining those whose directory is new, see the module documentation)
+    /// and starts their raft nodes. The gRPC services
+    /// ([`Ingester::add_grpc_services`]) must be served by the caller for
+    /// peers to reach them.
+    pub async fn start(
         config: IngesterConfig,
         shutdown: CancellationToken,
     ) -> Result<(Arc<Self>, Vec<NodeTask>)> {
         config.validate()?;
-        let transport = Arc::new(GrpcTransport::new(GrpcTransportConfig::default()));
-        for (id, address) in &config.peers {
-            if *id != config.node_id {
-                transport.set_peer(*id, address.clone())?;
-            }
-        }
+        let peers = config.peers.clone();
+        let resolver: crate::transport::grpc::Resolver =
+            Arc::new(move |replica| peers.get(&ingester_of(replica)).cloned());
+        let transport =
+            Arc::new(GrpcTransport::new(GrpcTransportConfig::default()).with_resolver(resolver));
+        std::fs::create_dir_all(&config.data_dir).map_err(Error::io("create", &config.data_dir))?;
         let router = Router::new();
         let nodes: Vec<u64> = config.peers.keys().copied().collect();
         let mut replicas = BTreeMap::new();
@@ -210,19 +260,35 @@ impl Ingester {
             if !voters.contains(&config.node_id) {
                 continue;
             }
-            let mut node_config = NodeConfig::new(shard, config.node_id);
+            let identity = match ReplicaIdentity::read(&config.data_dir, shard)? {
+                Some(identity) => identity,
+                None => {
+                    let identity = discover(&config, shard, &voters, &shutdown).await?;
+                    identity.write(&config.data_dir, shard)?;
+                    identity
+                }
+            };
+            tracing::info!(shard, replica = identity.replica_id, "shard replica");
+            let mut node_config = NodeConfig::new(shard, identity.replica_id);
             node_config.tick_interval = config.tick_interval;
             node_config.election_tick = config.election_tick;
             node_config.heartbeat_tick = config.heartbeat_tick;
             node_config.snapshot_interval_entries = config.snapshot_interval_entries;
+            node_config.retained_log_entries = config.retained_log_entries;
             node_config.max_proposal_bytes = config.max_shard_write_bytes;
-            node_config.initial_voters = voters;
-            let data = ShardData::default();
+            node_config.initial_voters = identity.voters;
+            let data = ShardData::new(config.block_duration);
             let dir = config.data_dir.join(format!("shard-{shard}"));
+            let blocks_dir = config
+                .data_dir
+                .join("blocks")
+                .join(format!("shard-{shard}"));
+            let state_machine = ShardStateMachine::new(shard, data.clone(), blocks_dir.clone())
+                .map_err(Error::io("create", blocks_dir))?;
             let (node, handle) = RaftNode::open(
                 node_config,
                 dir,
-                ShardStateMachine::new(shard, data.clone()),
+                state_machine,
                 transport.clone(),
                 router.clone(),
             )?;
@@ -235,8 +301,14 @@ impl Ingester {
             router,
             clients: Mutex::new(HashMap::new()),
             leaders: Mutex::new(HashMap::new()),
+            joins: tokio::sync::Mutex::new(()),
             metrics: IngestMetrics::default(),
         });
+        let housekeeping = ingester.clone();
+        tasks.push(tokio::spawn(async move {
+            housekeeping.housekeeping(shutdown).await;
+            Ok(())
+        }));
         Ok((ingester, tasks))
     }
 
@@ -395,7 +467,7 @@ impl Ingester {
         }
         if let Some(r) = self.replicas.get(&shard) {
             if let Some(leader) = r.handle.status().leader_id {
-                return leader;
+                return ingester_of(leader);
             }
         }
         replicas[attempt % replicas.len()]
@@ -416,7 +488,7 @@ impl Ingester {
             return answer(
                 Outcome::NotLeader,
                 "not the leader",
-                status.leader_id.unwrap_or(0),
+                status.leader_id.map_or(0, ingester_of),
             );
         }
         let samples = samples_in_command(&command);
@@ -430,9 +502,11 @@ impl Ingester {
                 ..Default::default()
             },
             Ok(Err(ProposeError::Rejected(m))) => answer(Outcome::Rejected, &m, 0),
-            Ok(Err(ProposeError::NotLeader { leader })) => {
-                answer(Outcome::NotLeader, "not the leader", leader.unwrap_or(0))
-            }
+            Ok(Err(ProposeError::NotLeader { leader })) => answer(
+                Outcome::NotLeader,
+                "not the leader",
+                leader.map_or(0, ingester_of),
+            ),
             Ok(Err(e @ ProposeError::TooLarge { .. })) => {
                 answer(Outcome::TooLarge, &e.to_string(), 0)
             }
@@ -516,13 +590,82 @@ impl Ingester {
         t
     }
 
-    /// The local replicas' heads that reads see.
-    fn readable(&self) -> Vec<(String, Arc<hearth_tsdb::head::Head>)> {
+    /// The local replicas' data that reads see.
+    fn readable(&self) -> impl Iterator<Item = &ShardData> {
         self.replicas
             .values()
             .filter(|r| !self.config.leader_reads || r.handle.status().role == Role::Leader)
-            .flat_map(|r| r.data.heads())
-            .collect()
+            .map(|r| &r.data)
+    }
+
+    /// Until `shutdown`: on every local shard this ingester leads, cuts
+    /// blocks from heads that span 1.5 block durations and uploads the
+    /// blocks not uploaded yet, recording each upload through raft; every
+    /// replica compacts its log once an upload was applied.
+    async fn housekeeping(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.housekeeping_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for (shard, replica) in &self.replicas {
+                if replica.handle.status().role == Role::Leader {
+                    self.cut_blocks(*shard, replica).await;
+                    self.upload_blocks(*shard, replica).await;
+                }
+                if replica.data.take_uploaded() {
+                    if let Err(e) = replica.handle.snapshot().await {
+                        tracing::warn!(shard, error = %e, "log compaction after an upload failed");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn cut_blocks(&self, shard: u64, replica: &Replica) {
+        let range = replica.data.block_duration();
+        for (tenant, head) in replica.data.heads() {
+            let (min, max) = (head.min_time(), head.max_time());
+            if head.is_empty() || max - min <= range / 2 * 3 {
+                continue;
+            }
+            let maxt = hearth_tsdb::head::range_for_timestamp(min, range);
+            let command = crate::shard::cut_block_command(&tenant, min, maxt, ulid::Ulid::new());
+            match replica.handle.propose(command).await {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(shard, %tenant, error = %e, "cutting a block failed; retrying later")
+                }
+            }
+        }
+    }
+
+    async fn upload_blocks(&self, shard: u64, replica: &Replica) {
+        let Some(bucket) = &self.config.bucket else {
+            return;
+        };
+        for b in replica.data.blocks() {
+            if b.uploaded || b.block.is_none() {
+                continue;
+            }
+            let mut labels = self.config.block_labels.clone();
+            labels.insert(TENANT_LABEL.to_string(), b.tenant.clone());
+            if let Err(e) = bucket.upload_block(&b.dir, &labels, "receive").await {
+                tracing::warn!(shard, block = %b.ulid, error = %e, "upload failed; retrying later");
+                continue;
+            }
+            if let Err(e) = replica
+                .handle
+                .propose(crate::shard::block_uploaded_command(b.ulid))
+                .await
+            {
+                // The next leader uploads it again: the same ULID, the same
+                // objects.
+                tracing::warn!(shard, block = %b.ulid, error = %e, "recording the upload failed");
+            }
+        }
     }
 
     /// Series from every readable head whose tenant passes the tenant
@@ -546,17 +689,34 @@ impl Ingester {
             rest
         };
         let mut out = Vec::new();
-        for (tenant, head) in self.readable() {
-            if !tenant_matchers.iter().all(|m| m.matches(&tenant)) {
-                continue;
+        for data in self.readable() {
+            let blocks = data.blocks();
+            for (tenant, head) in data.heads() {
+                if !tenant_matchers.iter().all(|m| m.matches(&tenant)) {
+                    continue;
+                }
+                let mut parts = Vec::new();
+                for b in blocks.iter().filter(|b| b.tenant == tenant) {
+                    let Some(block) = &b.block else { continue };
+                    if b.max_time <= mint || b.min_time > maxt {
+                        continue;
+                    }
+                    parts.push(
+                        block
+                            .select(&rest, mint, maxt, skip_chunks)
+                            .map_err(|e| StorageError::Internal(e.to_string()))?,
+                    );
+                }
+                parts.push(
+                    head.select(&rest, mint, maxt, skip_chunks)
+                        .map_err(|e| StorageError::Internal(e.to_string()))?,
+                );
+                let series = hearth_tsdb::db::merge_series(parts);
+                out.extend(series.into_iter().map(|mut s| {
+                    s.labels = with_tenant(&s.labels, &tenant);
+                    s
+                }));
             }
-            let series = head
-                .select(&rest, mint, maxt, skip_chunks)
-                .map_err(|e| StorageError::Internal(e.to_string()))?;
-            out.extend(series.into_iter().map(|mut s| {
-                s.labels = with_tenant(&s.labels, &tenant);
-                s
-            }));
         }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)
@@ -604,6 +764,253 @@ impl Ingest for ForwardService {
             self.0.propose_local(shard, command, deadline).await,
         ))
     }
+
+    async fn join(
+        &self,
+        request: Request<JoinRequest>,
+    ) -> std::result::Result<Response<JoinResponse>, Status> {
+        let JoinRequest { shard, replica_id } = request.into_inner();
+        let _one_at_a_time = self.0.joins.lock().await;
+        Ok(Response::new(self.0.join(shard, replica_id).await))
+    }
+}
+
+impl Ingester {
+    /// Makes `replica_id` a voter of `shard` in place of the other replicas
+    /// of its ingester, if this ingester leads the shard.
+    async fn join(&self, shard: u64, new_replica: u64) -> JoinResponse {
+        let Some(replica) = self.replicas.get(&shard) else {
+            return join_answer(
+                JoinOutcome::Unavailable,
+                0,
+                0,
+                "no replica of this shard here",
+            );
+        };
+        let status = replica.handle.status();
+        if status.role != Role::Leader {
+            return join_answer(
+                JoinOutcome::NotLeader,
+                status.leader_id.map_or(0, ingester_of),
+                status.commit,
+                "not the leader",
+            );
+        }
+        if ingester_of(new_replica) == 0
+            || !self.config.peers.contains_key(&ingester_of(new_replica))
+        {
+            return join_answer(
+                JoinOutcome::Unavailable,
+                0,
+                status.commit,
+                &format!("replica {new_replica} belongs to no known ingester"),
+            );
+        }
+        if !status.voters.contains(&new_replica) {
+            let old: Vec<u64> = status
+                .voters
+                .iter()
+                .copied()
+                .filter(|v| ingester_of(*v) == ingester_of(new_replica))
+                .collect();
+            for v in old {
+                tracing::info!(shard, old = v, new = new_replica, "replacing a replica");
+                if let Err(e) = replica.handle.remove_node(v).await {
+                    return join_answer(
+                        JoinOutcome::Unavailable,
+                        0,
+                        status.commit,
+                        &format!("remove replica {v}: {e}"),
+                    );
+                }
+            }
+            if let Err(e) = replica.handle.add_voter(new_replica).await {
+                return join_answer(
+                    JoinOutcome::Unavailable,
+                    0,
+                    status.commit,
+                    &format!("add replica {new_replica}: {e}"),
+                );
+            }
+        }
+        let status = replica.handle.status();
+        JoinResponse {
+            outcome: JoinOutcome::Joined as i32,
+            leader: self.config.node_id,
+            voters: status.voters,
+            commit: status.commit,
+            message: String::new(),
+        }
+    }
+}
+
+fn join_answer(outcome: JoinOutcome, leader: u64, commit: u64, message: &str) -> JoinResponse {
+    JoinResponse {
+        outcome: outcome as i32,
+        leader,
+        voters: Vec::new(),
+        commit,
+        message: message.to_string(),
+    }
+}
+
+/// A shard replica's id and the voters its log was (or is to be)
+/// bootstrapped with, kept in `<data>/shard-N.id` as two lines: the id, and
+/// the voters comma separated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ReplicaIdentity {
+    replica_id: u64,
+    voters: Vec<u64>,
+}
+
+impl ReplicaIdentity {
+    fn path(data_dir: &std::path::Path, shard: u64) -> PathBuf {
+        data_dir.join(format!("shard-{shard}.id"))
+    }
+
+    fn read(data_dir: &std::path::Path, shard: u64) -> Result<Option<Self>> {
+        let path = Self::path(data_dir, shard);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("read", &path)(e)),
+        };
+        let corrupt = || Error::Corrupt {
+            path: path.clone(),
+            offset: 0,
+            reason: format!("not a replica identity: {text:?}"),
+        };
+        let mut lines = text.lines();
+        let replica_id = lines
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(corrupt)?;
+        let voters = lines
+            .next()
+            .unwrap_or("")
+            .split(',')
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| v.trim().parse().map_err(|_| corrupt()))
+            .collect::<Result<Vec<u64>>>()?;
+        Ok(Some(Self { replica_id, voters }))
+    }
+
+    fn write(&self, data_dir: &std::path::Path, shard: u64) -> Result<()> {
+        let path = Self::path(data_dir, shard);
+        let tmp = path.with_extension("id.tmp");
+        let voters: Vec<String> = self.voters.iter().map(u64::to_string).collect();
+        let text = format!("{}\n{}\n", self.replica_id, voters.join(","));
+        let mut f = std::fs::File::create(&tmp).map_err(Error::io("create", &tmp))?;
+        std::io::Write::write_all(&mut f, text.as_bytes()).map_err(Error::io("write", &tmp))?;
+        f.sync_all().map_err(Error::io("sync", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(Error::io("rename", &path))?;
+        std::fs::File::open(data_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(Error::io("sync", data_dir))
+    }
+}
+
+/// Decides how a replica with a new directory starts: bootstrapped as
+/// generation 0 when no peer of the shard has committed anything yet (the
+/// cluster is new), else joined under a new generation through the leader,
+/// retried until it succeeds or `shutdown`.
+async fn discover(
+    config: &IngesterConfig,
+    shard: u64,
+    placed: &[u64],
+    shutdown: &CancellationToken,
+) -> Result<ReplicaIdentity> {
+    let generation = 1
+        + (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64 ^ d.as_secs())
+            .unwrap_or(7)
+            ^ u64::from(std::process::id()))
+            % 0xfffe;
+    let candidate = replica_id(config.node_id, generation);
+    let peers: Vec<u64> = placed
+        .iter()
+        .copied()
+        .filter(|p| *p != config.node_id)
+        .collect();
+    let mut history = false;
+    let mut round = 0u32;
+    loop {
+        let mut next: Vec<u64> = peers.clone();
+        let mut asked = std::collections::HashSet::new();
+        while let Some(peer) = next.pop() {
+            if !asked.insert(peer) {
+                continue;
+            }
+            let Some(address) = config.peers.get(&peer) else {
+                continue;
+            };
+            let Ok(answer) = join_rpc(address, shard, candidate).await else {
+                continue;
+            };
+            match answer.outcome() {
+                JoinOutcome::Joined => {
+                    tracing::info!(
+                        shard,
+                        replica = candidate,
+                        leader = peer,
+                        "joined the shard"
+                    );
+                    return Ok(ReplicaIdentity {
+                        replica_id: candidate,
+                        voters: answer.voters,
+                    });
+                }
+                JoinOutcome::NotLeader => {
+                    history |= answer.commit > 0;
+                    if answer.leader != 0 {
+                        next.push(answer.leader);
+                    }
+                }
+                JoinOutcome::Unavailable => history |= answer.commit > 0,
+            }
+        }
+        if !history {
+            return Ok(ReplicaIdentity {
+                replica_id: replica_id(config.node_id, 0),
+                voters: placed.iter().map(|p| replica_id(*p, 0)).collect(),
+            });
+        }
+        if round.is_multiple_of(10) {
+            tracing::warn!(
+                shard,
+                "the shard has a history: waiting for its leader to let this new replica join"
+            );
+        }
+        round += 1;
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(Error::Shutdown),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+async fn join_rpc(address: &str, shard: u64, replica: u64) -> Result<JoinResponse, Status> {
+    let url = if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    };
+    let endpoint = Endpoint::from_shared(url)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(10));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    Ok(IngestClient::new(channel)
+        .join(JoinRequest {
+            shard,
+            replica_id: replica,
+        })
+        .await?
+        .into_inner())
 }
 
 /// A `grpc-timeout` header value (`<digits><unit>`).
@@ -686,6 +1093,31 @@ mod tests {
         assert_eq!(placement(4, &nodes, 2), vec![2, 3]);
         assert_eq!(placement(2, &[1, 2, 3, 4, 5], 3), vec![3, 4, 5]);
         assert_eq!(placement(4, &[1, 2, 3, 4, 5], 3), vec![5, 1, 2]);
+    }
+
+    #[test]
+    fn replica_ids_name_their_ingester() {
+        assert_eq!(replica_id(3, 0), 3 << 16);
+        assert_eq!(ingester_of(replica_id(3, 0)), 3);
+        assert_eq!(ingester_of(replica_id(7, 0xbeef)), 7);
+        assert_ne!(replica_id(7, 1), replica_id(7, 2));
+    }
+
+    #[test]
+    fn replica_identities_round_trip_through_their_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(ReplicaIdentity::read(dir.path(), 2).expect("read"), None);
+        let id = ReplicaIdentity {
+            replica_id: replica_id(2, 9),
+            voters: vec![replica_id(1, 0), replica_id(2, 9)],
+        };
+        id.write(dir.path(), 2).expect("write");
+        assert_eq!(
+            ReplicaIdentity::read(dir.path(), 2).expect("read"),
+            Some(id)
+        );
+        std::fs::write(dir.path().join("shard-3.id"), "x\n").expect("write");
+        assert!(ReplicaIdentity::read(dir.path(), 3).is_err());
     }
 
     #[test]

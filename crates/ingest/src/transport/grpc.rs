@@ -59,10 +59,23 @@ impl Default for GrpcTransportConfig {
 }
 
 /// Sends raft messages to peers over gRPC; see the module documentation.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GrpcTransport {
     inner: Arc<Mutex<Peers>>,
     config: GrpcTransportConfig,
+    resolver: Option<Resolver>,
+}
+
+/// Finds the address of a node that was not set with `set_peer`.
+pub type Resolver = Arc<dyn Fn(u64) -> Option<String> + Send + Sync>;
+
+impl std::fmt::Debug for GrpcTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcTransport")
+            .field("config", &self.config)
+            .field("resolver", &self.resolver.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -76,7 +89,15 @@ impl GrpcTransport {
         Self {
             inner: Arc::default(),
             config,
+            resolver: None,
         }
+    }
+
+    /// Asks `resolver` for the address of nodes not set with `set_peer`
+    /// (the ingester: a replica id names its ingester).
+    pub fn with_resolver(mut self, resolver: Resolver) -> Self {
+        self.resolver = Some(resolver);
+        self
     }
 
     /// Sets the address (`host:port` or a URL) of node `node_id`, replacing
@@ -110,7 +131,10 @@ impl GrpcTransport {
                 return Some(queue.clone());
             }
         }
-        let address = peers.addresses.get(&node_id)?.clone();
+        let address = match peers.addresses.get(&node_id) {
+            Some(a) => a.clone(),
+            None => (self.resolver.as_ref()?)(node_id)?,
+        };
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let (sender, receiver) = mpsc::channel(self.config.queue_capacity);
         runtime.spawn(run_peer(node_id, address, receiver, self.config.clone()));
