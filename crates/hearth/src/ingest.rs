@@ -155,7 +155,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         signal.cancel();
     });
 
-    let (ingester, nodes) = Ingester::start(config, shutdown.clone())
+    let ingester = Ingester::start(config, shutdown.clone())
         .await
         .context("start the shard replicas")?;
 
@@ -236,6 +236,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let status_source = ingester.clone();
     let page_source = ingester.clone();
+    let members = ingester.clone();
     let app = hearth_api::router(state)
         .route(
             "/api/v1/ingest/status",
@@ -248,6 +249,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     }))
                 }
             }),
+        )
+        .route(
+            "/api/v1/ingest/shards/{shard}/replicas/{ingester}",
+            axum::routing::post({
+                let ingester = members.clone();
+                move |path| change_membership(ingester.clone(), path, true)
+            })
+            .delete(move |path| change_membership(members.clone(), path, false)),
         )
         .route(
             "/ingest",
@@ -266,13 +275,61 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("serve HTTP")?;
     shutdown.cancel();
-    for node in nodes {
-        if let Err(e) = node.await? {
-            tracing::error!(error = %e, "shard replica stopped with an error");
-        }
+    if let Err(e) = ingester.stopped().await {
+        tracing::error!(error = %e, "a shard replica stopped with an error");
     }
     grpc.await?.context("serve gRPC")?;
     Ok(())
+}
+
+/// `POST` (add) or `DELETE` (remove) `/api/v1/ingest/shards/{shard}/replicas/{ingester}`
+/// on any ingester: adds `ingester`'s replica to the shard (it joins through
+/// the leader and catches up) or removes it (through the leader; the
+/// removed ingester deletes its copy). Moving a replica is an add, then a
+/// remove.
+async fn change_membership(
+    ingester: Arc<Ingester>,
+    axum::extract::Path((shard, target)): axum::extract::Path<(u64, u64)>,
+    add: bool,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let error = |status: StatusCode, kind: &str, message: String| {
+        (
+            status,
+            axum::Json(serde_json::json!({
+                "status": "error", "errorType": kind, "error": message,
+            })),
+        )
+            .into_response()
+    };
+    if shard >= ingester.config().shards {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_data",
+            format!("there is no shard {shard}"),
+        );
+    }
+    if !ingester.config().peers.contains_key(&target) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_data",
+            format!("ingester {target} is not among the peers"),
+        );
+    }
+    let outcome = if add {
+        ingester.add_replica_on(shard, target).await
+    } else {
+        ingester
+            .remove_replica_of(shard, target, Duration::from_secs(15))
+            .await
+    };
+    match outcome {
+        Ok(()) => {
+            axum::Json(serde_json::json!({"status": "success", "data": null})).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e),
+    }
 }
 
 /// One label set per tenant held here (the tenant label beside the

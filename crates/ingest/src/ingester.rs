@@ -52,7 +52,11 @@ use crate::proto::ingest::forward_response::Outcome;
 use crate::proto::ingest::ingest_client::IngestClient;
 use crate::proto::ingest::ingest_server::{Ingest, IngestServer};
 use crate::proto::ingest::join_response::Outcome as JoinOutcome;
-use crate::proto::ingest::{ForwardRequest, ForwardResponse, JoinRequest, JoinResponse};
+use crate::proto::ingest::membership_response::Outcome as MembershipOutcome;
+use crate::proto::ingest::{
+    AddReplicaRequest, ForwardRequest, ForwardResponse, JoinRequest, JoinResponse,
+    MembershipResponse, RemoveReplicaRequest,
+};
 use crate::shard::{samples_in_command, write_command, ShardData, ShardStateMachine};
 use crate::transport::grpc::{GrpcTransport, GrpcTransportConfig, RaftService};
 use crate::transport::Router;
@@ -208,15 +212,21 @@ pub type NodeTask = JoinHandle<Result<()>>;
 
 /// One shard replica on this ingester.
 struct Replica {
+    replica_id: u64,
     handle: NodeHandle,
     data: ShardData,
+    /// Stops this replica's raft node (when it leaves the shard).
+    stop: CancellationToken,
 }
 
 /// A running ingester; see the module documentation.
 pub struct Ingester {
     config: IngesterConfig,
-    replicas: BTreeMap<u64, Replica>,
+    replicas: parking_lot::RwLock<BTreeMap<u64, Arc<Replica>>>,
     router: Router,
+    transport: Arc<GrpcTransport>,
+    tasks: Mutex<Vec<NodeTask>>,
+    shutdown: CancellationToken,
     clients: Mutex<HashMap<u64, IngestClient<Channel>>>,
     /// The leader last seen per shard, to forward to without asking.
     leaders: Mutex<HashMap<u64, u64>>,
@@ -235,15 +245,14 @@ pub struct IngestMetrics {
 }
 
 impl Ingester {
-    /// Opens the replicas of the shards placed here (bootstrapping or
-    /// joining those whose directory is new, see the module documentation)
-    /// and starts their raft nodes. The gRPC services
+    /// Opens the replicas of the shards this ingester holds (those placed
+    /// here that it did not leave, and those it was added to), bootstrapping
+    /// or joining those whose directory is new (see the module
+    /// documentation), and starts their raft nodes. The gRPC services
     /// ([`Ingester::add_grpc_services`]) must be served by the caller for
-    /// peers to reach them.
-    pub async fn start(
-        config: IngesterConfig,
-        shutdown: CancellationToken,
-    ) -> Result<(Arc<Self>, Vec<NodeTask>)> {
+    /// peers to reach them; [`Ingester::stopped`] waits for the tasks after
+    /// `shutdown`.
+    pub async fn start(config: IngesterConfig, shutdown: CancellationToken) -> Result<Arc<Self>> {
         config.validate()?;
         let peers = config.peers.clone();
         let resolver: crate::transport::grpc::Resolver =
@@ -251,65 +260,106 @@ impl Ingester {
         let transport =
             Arc::new(GrpcTransport::new(GrpcTransportConfig::default()).with_resolver(resolver));
         std::fs::create_dir_all(&config.data_dir).map_err(Error::io("create", &config.data_dir))?;
-        let router = Router::new();
-        let nodes: Vec<u64> = config.peers.keys().copied().collect();
-        let mut replicas = BTreeMap::new();
-        let mut tasks = Vec::new();
-        for shard in 0..config.shards {
-            let voters = placement(shard, &nodes, config.replication_factor);
-            if !voters.contains(&config.node_id) {
-                continue;
-            }
-            let identity = match ReplicaIdentity::read(&config.data_dir, shard)? {
-                Some(identity) => identity,
-                None => {
-                    let identity = discover(&config, shard, &voters, &shutdown).await?;
-                    identity.write(&config.data_dir, shard)?;
-                    identity
-                }
-            };
-            tracing::info!(shard, replica = identity.replica_id, "shard replica");
-            let mut node_config = NodeConfig::new(shard, identity.replica_id);
-            node_config.tick_interval = config.tick_interval;
-            node_config.election_tick = config.election_tick;
-            node_config.heartbeat_tick = config.heartbeat_tick;
-            node_config.snapshot_interval_entries = config.snapshot_interval_entries;
-            node_config.retained_log_entries = config.retained_log_entries;
-            node_config.max_proposal_bytes = config.max_shard_write_bytes;
-            node_config.initial_voters = identity.voters;
-            let data = ShardData::new(config.block_duration);
-            let dir = config.data_dir.join(format!("shard-{shard}"));
-            let blocks_dir = config
-                .data_dir
-                .join("blocks")
-                .join(format!("shard-{shard}"));
-            let state_machine = ShardStateMachine::new(shard, data.clone(), blocks_dir.clone())
-                .map_err(Error::io("create", blocks_dir))?;
-            let (node, handle) = RaftNode::open(
-                node_config,
-                dir,
-                state_machine,
-                transport.clone(),
-                router.clone(),
-            )?;
-            tasks.push(tokio::spawn(node.run(shutdown.clone())));
-            replicas.insert(shard, Replica { handle, data });
-        }
         let ingester = Arc::new(Self {
             config,
-            replicas,
-            router,
+            replicas: parking_lot::RwLock::new(BTreeMap::new()),
+            router: Router::new(),
+            transport,
+            tasks: Mutex::new(Vec::new()),
+            shutdown: shutdown.clone(),
             clients: Mutex::new(HashMap::new()),
             leaders: Mutex::new(HashMap::new()),
             joins: tokio::sync::Mutex::new(()),
             metrics: IngestMetrics::default(),
         });
+        let config = &ingester.config;
+        let nodes: Vec<u64> = config.peers.keys().copied().collect();
+        for shard in 0..config.shards {
+            let voters = placement(shard, &nodes, config.replication_factor);
+            let placed =
+                voters.contains(&config.node_id) && !left_marker(&config.data_dir, shard).exists();
+            let identity = match ReplicaIdentity::read(&config.data_dir, shard)? {
+                Some(identity) => identity,
+                None if placed => {
+                    let identity = discover(config, shard, &voters, &shutdown).await?;
+                    identity.write(&config.data_dir, shard)?;
+                    identity
+                }
+                None => continue,
+            };
+            ingester.open_replica(shard, identity)?;
+        }
         let housekeeping = ingester.clone();
-        tasks.push(tokio::spawn(async move {
+        ingester.tasks.lock().push(tokio::spawn(async move {
             housekeeping.housekeeping(shutdown).await;
             Ok(())
         }));
-        Ok((ingester, tasks))
+        Ok(ingester)
+    }
+
+    /// Starts the raft node of this ingester's replica of `shard`.
+    fn open_replica(&self, shard: u64, identity: ReplicaIdentity) -> Result<()> {
+        let config = &self.config;
+        tracing::info!(shard, replica = identity.replica_id, "shard replica");
+        let mut node_config = NodeConfig::new(shard, identity.replica_id);
+        node_config.tick_interval = config.tick_interval;
+        node_config.election_tick = config.election_tick;
+        node_config.heartbeat_tick = config.heartbeat_tick;
+        node_config.snapshot_interval_entries = config.snapshot_interval_entries;
+        node_config.retained_log_entries = config.retained_log_entries;
+        node_config.max_proposal_bytes = config.max_shard_write_bytes;
+        node_config.initial_voters = identity.voters;
+        let data = ShardData::new(config.block_duration);
+        let blocks_dir = blocks_dir(&config.data_dir, shard);
+        let state_machine = ShardStateMachine::new(shard, data.clone(), blocks_dir.clone())
+            .map_err(Error::io("create", blocks_dir))?;
+        let (node, handle) = RaftNode::open(
+            node_config,
+            log_dir(&config.data_dir, shard),
+            state_machine,
+            self.transport.clone(),
+            self.router.clone(),
+        )?;
+        let stop = self.shutdown.child_token();
+        self.tasks.lock().push(tokio::spawn(node.run(stop.clone())));
+        self.replicas.write().insert(
+            shard,
+            Arc::new(Replica {
+                replica_id: identity.replica_id,
+                handle,
+                data,
+                stop,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Waits for every raft node and the housekeeping task to end (after
+    /// the shutdown token was cancelled); the first error is returned.
+    pub async fn stopped(&self) -> Result<()> {
+        let tasks: Vec<NodeTask> = std::mem::take(&mut *self.tasks.lock());
+        let mut first = Ok(());
+        for task in tasks {
+            let outcome = task.await.unwrap_or_else(|e| {
+                Err(Error::StateMachine(format!("a raft node task failed: {e}")))
+            });
+            if first.is_ok() {
+                first = outcome;
+            }
+        }
+        first
+    }
+
+    fn replica(&self, shard: u64) -> Option<Arc<Replica>> {
+        self.replicas.read().get(&shard).cloned()
+    }
+
+    fn replica_list(&self) -> Vec<(u64, Arc<Replica>)> {
+        self.replicas
+            .read()
+            .iter()
+            .map(|(s, r)| (*s, r.clone()))
+            .collect()
     }
 
     pub fn config(&self) -> &IngesterConfig {
@@ -333,22 +383,25 @@ impl Ingester {
 
     /// The status of every local replica, by shard.
     pub fn status(&self) -> Vec<NodeStatus> {
-        self.replicas.values().map(|r| r.handle.status()).collect()
+        self.replica_list()
+            .iter()
+            .map(|(_, r)| r.handle.status())
+            .collect()
     }
 
     /// Handles of the local replicas, by shard (membership changes, tests).
     pub fn handles(&self) -> BTreeMap<u64, NodeHandle> {
-        self.replicas
-            .iter()
-            .map(|(s, r)| (*s, r.handle.clone()))
+        self.replica_list()
+            .into_iter()
+            .map(|(s, r)| (s, r.handle.clone()))
             .collect()
     }
 
     /// Whether every local replica knows a leader.
     pub fn ready(&self) -> bool {
-        self.replicas
-            .values()
-            .all(|r| r.handle.status().leader_id.is_some())
+        self.replica_list()
+            .iter()
+            .all(|(_, r)| r.handle.status().leader_id.is_some())
     }
 
     /// Writes `batch` for `tenant`; see the module documentation.
@@ -465,12 +518,16 @@ impl Ingester {
         if let Some(leader) = self.leaders.lock().get(&shard) {
             return *leader;
         }
-        if let Some(r) = self.replicas.get(&shard) {
+        if let Some(r) = self.replica(shard) {
             if let Some(leader) = r.handle.status().leader_id {
                 return ingester_of(leader);
             }
         }
-        replicas[attempt % replicas.len()]
+        // The placement first, then every other ingester: replicas may have
+        // moved away from the placement.
+        let others = self.config.peers.keys().filter(|p| !replicas.contains(p));
+        let candidates: Vec<u64> = replicas.iter().copied().chain(others.copied()).collect();
+        candidates[attempt % candidates.len()]
     }
 
     /// Proposes on the local replica of `shard` if it leads.
@@ -480,7 +537,7 @@ impl Ingester {
         command: Bytes,
         deadline: Instant,
     ) -> ForwardResponse {
-        let Some(replica) = self.replicas.get(&shard) else {
+        let Some(replica) = self.replica(shard) else {
             return answer(Outcome::NotLeader, "no replica of this shard here", 0);
         };
         let status = replica.handle.status();
@@ -581,9 +638,9 @@ impl Ingester {
     /// Tenants with data in a local replica, sorted.
     pub fn tenants(&self) -> Vec<String> {
         let mut t: Vec<String> = self
-            .replicas
-            .values()
-            .flat_map(|r| r.data.heads().into_iter().map(|(t, _)| t))
+            .replica_list()
+            .iter()
+            .flat_map(|(_, r)| r.data.heads().into_iter().map(|(t, _)| t))
             .collect();
         t.sort();
         t.dedup();
@@ -591,11 +648,12 @@ impl Ingester {
     }
 
     /// The local replicas' data that reads see.
-    fn readable(&self) -> impl Iterator<Item = &ShardData> {
-        self.replicas
-            .values()
-            .filter(|r| !self.config.leader_reads || r.handle.status().role == Role::Leader)
-            .map(|r| &r.data)
+    fn readable(&self) -> Vec<ShardData> {
+        self.replica_list()
+            .into_iter()
+            .filter(|(_, r)| !self.config.leader_reads || r.handle.status().role == Role::Leader)
+            .map(|(_, r)| r.data.clone())
+            .collect()
     }
 
     /// Until `shutdown`: on every local shard this ingester leads, cuts
@@ -610,10 +668,15 @@ impl Ingester {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            for (shard, replica) in &self.replicas {
-                if replica.handle.status().role == Role::Leader {
-                    self.cut_blocks(*shard, replica).await;
-                    self.upload_blocks(*shard, replica).await;
+            for (shard, replica) in self.replica_list() {
+                let status = replica.handle.status();
+                if !status.voters.is_empty() && !status.voters.contains(&replica.replica_id) {
+                    self.leave(shard, &replica).await;
+                    continue;
+                }
+                if status.role == Role::Leader {
+                    self.cut_blocks(shard, &replica).await;
+                    self.upload_blocks(shard, &replica).await;
                 }
                 if replica.data.take_uploaded() {
                     if let Err(e) = replica.handle.snapshot().await {
@@ -773,13 +836,33 @@ impl Ingest for ForwardService {
         let _one_at_a_time = self.0.joins.lock().await;
         Ok(Response::new(self.0.join(shard, replica_id).await))
     }
+
+    async fn add_replica(
+        &self,
+        request: Request<AddReplicaRequest>,
+    ) -> std::result::Result<Response<MembershipResponse>, Status> {
+        let shard = request.into_inner().shard;
+        Ok(Response::new(match self.0.add_replica_here(shard).await {
+            Ok(()) => membership(MembershipOutcome::Ok, self.0.config.node_id, ""),
+            Err(e) => membership(MembershipOutcome::Failed, 0, &e),
+        }))
+    }
+
+    async fn remove_replica(
+        &self,
+        request: Request<RemoveReplicaRequest>,
+    ) -> std::result::Result<Response<MembershipResponse>, Status> {
+        let RemoveReplicaRequest { shard, ingester } = request.into_inner();
+        let _one_at_a_time = self.0.joins.lock().await;
+        Ok(Response::new(self.0.remove_replica(shard, ingester).await))
+    }
 }
 
 impl Ingester {
     /// Makes `replica_id` a voter of `shard` in place of the other replicas
     /// of its ingester, if this ingester leads the shard.
     async fn join(&self, shard: u64, new_replica: u64) -> JoinResponse {
-        let Some(replica) = self.replicas.get(&shard) else {
+        let Some(replica) = self.replica(shard) else {
             return join_answer(
                 JoinOutcome::Unavailable,
                 0,
@@ -844,6 +927,248 @@ impl Ingester {
     }
 }
 
+impl Ingester {
+    /// Makes this ingester hold a replica of `shard`: a new replica joins
+    /// through the shard's leader (never bootstrapping) and catches up.
+    pub async fn add_replica_here(&self, shard: u64) -> Result<(), String> {
+        if shard >= self.config.shards {
+            return Err(format!(
+                "there is no shard {shard} (shards: {})",
+                self.config.shards
+            ));
+        }
+        let _one_at_a_time = self.joins.lock().await;
+        if self.replica(shard).is_some() {
+            return Ok(());
+        }
+        let identity = join_existing(&self.config, shard, &self.shutdown)
+            .await
+            .map_err(|e| format!("join shard {shard}: {e}"))?;
+        identity
+            .write(&self.config.data_dir, shard)
+            .map_err(|e| e.to_string())?;
+        let marker = left_marker(&self.config.data_dir, shard);
+        if marker.exists() {
+            std::fs::remove_file(&marker)
+                .map_err(|e| format!("remove {}: {e}", marker.display()))?;
+        }
+        self.open_replica(shard, identity)
+            .map_err(|e| e.to_string())
+    }
+
+    /// On the shard's leader: removes every replica of `ingester` from
+    /// `shard`. When this leader is one of them it hands leadership to
+    /// another voter first and answers `NotLeader` for the caller to retry.
+    async fn remove_replica(&self, shard: u64, ingester: u64) -> MembershipResponse {
+        let Some(replica) = self.replica(shard) else {
+            return membership(
+                MembershipOutcome::NotLeader,
+                0,
+                "no replica of this shard here",
+            );
+        };
+        let status = replica.handle.status();
+        if status.role != Role::Leader {
+            return membership(
+                MembershipOutcome::NotLeader,
+                status.leader_id.map_or(0, ingester_of),
+                "not the leader",
+            );
+        }
+        let (going, staying): (Vec<u64>, Vec<u64>) = status
+            .voters
+            .iter()
+            .partition(|v| ingester_of(**v) == ingester);
+        if going.is_empty() {
+            return membership(MembershipOutcome::Ok, self.config.node_id, "");
+        }
+        if staying.is_empty() {
+            return membership(
+                MembershipOutcome::Failed,
+                0,
+                &format!("ingester {ingester} holds the last replica of shard {shard}"),
+            );
+        }
+        if going.contains(&replica.replica_id) {
+            let to = staying[0];
+            tracing::info!(shard, to, "handing leadership over before leaving");
+            if let Err(e) = replica.handle.transfer_leader(to).await {
+                return membership(MembershipOutcome::Failed, 0, &e.to_string());
+            }
+            return membership(
+                MembershipOutcome::NotLeader,
+                ingester_of(to),
+                "leadership handed over",
+            );
+        }
+        for v in going {
+            tracing::info!(shard, replica = v, "removing a replica");
+            if let Err(e) = replica.handle.remove_node(v).await {
+                return membership(
+                    MembershipOutcome::Failed,
+                    0,
+                    &format!("remove replica {v}: {e}"),
+                );
+            }
+        }
+        membership(MembershipOutcome::Ok, self.config.node_id, "")
+    }
+
+    /// Removes `ingester`'s replica of `shard` through the shard's leader,
+    /// found from any replica's hint; retried until `timeout`.
+    pub async fn remove_replica_of(
+        &self,
+        shard: u64,
+        ingester: u64,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let mut target = self
+            .replica(shard)
+            .and_then(|r| r.handle.status().leader_id)
+            .map_or(self.config.node_id, ingester_of);
+        let mut attempt = 0usize;
+        let mut last = String::from("no leader found");
+        while Instant::now() < deadline {
+            let answer = if target == self.config.node_id {
+                self.remove_replica(shard, ingester).await
+            } else {
+                match self.client(target) {
+                    Some(mut c) => match c
+                        .remove_replica(RemoveReplicaRequest { shard, ingester })
+                        .await
+                    {
+                        Ok(r) => r.into_inner(),
+                        Err(e) => membership(MembershipOutcome::NotLeader, 0, e.message()),
+                    },
+                    None => membership(MembershipOutcome::NotLeader, 0, "unknown ingester"),
+                }
+            };
+            match answer.outcome() {
+                MembershipOutcome::Ok => return Ok(()),
+                MembershipOutcome::Failed => return Err(answer.message),
+                MembershipOutcome::NotLeader => {
+                    last = answer.message;
+                    attempt += 1;
+                    target = if answer.leader != 0 {
+                        answer.leader
+                    } else {
+                        let peers: Vec<u64> = self.config.peers.keys().copied().collect();
+                        peers[attempt % peers.len()]
+                    };
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!("shard {shard}: {last}"))
+    }
+
+    /// Asks `ingester` (maybe this one) to hold a replica of `shard`.
+    pub async fn add_replica_on(&self, shard: u64, ingester: u64) -> Result<(), String> {
+        if ingester == self.config.node_id {
+            return self.add_replica_here(shard).await;
+        }
+        let mut client = self
+            .client(ingester)
+            .ok_or_else(|| format!("unknown ingester {ingester}"))?;
+        let answer = client
+            .add_replica(AddReplicaRequest { shard })
+            .await
+            .map_err(|e| format!("ingester {ingester}: {}", e.message()))?
+            .into_inner();
+        match answer.outcome() {
+            MembershipOutcome::Ok => Ok(()),
+            _ => Err(answer.message),
+        }
+    }
+
+    /// This replica was removed from its shard: stops it and deletes its
+    /// log and blocks; a marker keeps the ingester from taking its place
+    /// in the placement again.
+    async fn leave(&self, shard: u64, replica: &Replica) {
+        tracing::info!(
+            shard,
+            replica = replica.replica_id,
+            "removed from the shard; deleting the replica"
+        );
+        replica.stop.cancel();
+        self.replicas.write().remove(&shard);
+        let data_dir = &self.config.data_dir;
+        let marker = left_marker(data_dir, shard);
+        // The node task may still be closing its log: give it a moment.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let outcome = std::fs::write(&marker, b"")
+            .and_then(|()| std::fs::remove_file(ReplicaIdentity::path(data_dir, shard)))
+            .and_then(|()| std::fs::remove_dir_all(log_dir(data_dir, shard)))
+            .and_then(|()| std::fs::remove_dir_all(blocks_dir(data_dir, shard)));
+        if let Err(e) = outcome {
+            tracing::warn!(shard, error = %e, "cleaning up the removed replica");
+        }
+    }
+}
+
+fn membership(outcome: MembershipOutcome, leader: u64, message: &str) -> MembershipResponse {
+    MembershipResponse {
+        outcome: outcome as i32,
+        leader,
+        message: message.to_string(),
+    }
+}
+
+/// Joins `shard` through its leader under a new generation, asking every
+/// peer for the leader; never bootstraps. Retried until `shutdown`.
+async fn join_existing(
+    config: &IngesterConfig,
+    shard: u64,
+    shutdown: &CancellationToken,
+) -> Result<ReplicaIdentity> {
+    let candidate = replica_id(config.node_id, new_generation());
+    let peers: Vec<u64> = config
+        .peers
+        .keys()
+        .copied()
+        .filter(|p| *p != config.node_id)
+        .collect();
+    loop {
+        let mut next = peers.clone();
+        let mut asked = std::collections::HashSet::new();
+        while let Some(peer) = next.pop() {
+            if !asked.insert(peer) {
+                continue;
+            }
+            let Some(address) = config.peers.get(&peer) else {
+                continue;
+            };
+            let Ok(answer) = join_rpc(address, shard, candidate).await else {
+                continue;
+            };
+            match answer.outcome() {
+                JoinOutcome::Joined => {
+                    return Ok(ReplicaIdentity {
+                        replica_id: candidate,
+                        voters: answer.voters,
+                    })
+                }
+                JoinOutcome::NotLeader if answer.leader != 0 => next.push(answer.leader),
+                _ => {}
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(Error::Shutdown),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// A random generation for a new replica id (1..=0xfffe).
+fn new_generation() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()) ^ d.as_secs())
+        .unwrap_or(7);
+    1 + (now ^ u64::from(std::process::id()).rotate_left(17)) % 0xfffe
+}
+
 fn join_answer(outcome: JoinOutcome, leader: u64, commit: u64, message: &str) -> JoinResponse {
     JoinResponse {
         outcome: outcome as i32,
@@ -852,6 +1177,22 @@ fn join_answer(outcome: JoinOutcome, leader: u64, commit: u64, message: &str) ->
         commit,
         message: message.to_string(),
     }
+}
+
+/// The raft log (the WAL) of this ingester's replica of `shard`.
+fn log_dir(data_dir: &std::path::Path, shard: u64) -> PathBuf {
+    data_dir.join(format!("shard-{shard}"))
+}
+
+/// The blocks of this ingester's replica of `shard`.
+fn blocks_dir(data_dir: &std::path::Path, shard: u64) -> PathBuf {
+    data_dir.join("blocks").join(format!("shard-{shard}"))
+}
+
+/// Present when this ingester left `shard`: it does not take its place in
+/// the placement again on restart.
+fn left_marker(data_dir: &std::path::Path, shard: u64) -> PathBuf {
+    data_dir.join(format!("shard-{shard}.left"))
 }
 
 /// A shard replica's id and the voters its log was (or is to be)
@@ -920,14 +1261,7 @@ async fn discover(
     placed: &[u64],
     shutdown: &CancellationToken,
 ) -> Result<ReplicaIdentity> {
-    let generation = 1
-        + (std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as u64 ^ d.as_secs())
-            .unwrap_or(7)
-            ^ u64::from(std::process::id()))
-            % 0xfffe;
-    let candidate = replica_id(config.node_id, generation);
+    let candidate = replica_id(config.node_id, new_generation());
     let peers: Vec<u64> = placed
         .iter()
         .copied()
