@@ -18,7 +18,24 @@
 //!   a retried request answers 204 again and is stored once; the tenant of
 //!   `X-Scope-OrgID` / `THANOS-TENANT` shows as the `tenant_id` label;
 //! - `hearth query` over the three ingesters' StoreAPI deduplicates the
-//!   replicas by their `replica` label.
+//!   replicas by their `replica` label;
+//! - Prometheus 2.42 scraping every second and remote-writing to one
+//!   ingester while the leader of a shard elsewhere, then that ingester,
+//!   are SIGKILLed and restarted: every ingester afterwards holds every
+//!   sample Prometheus holds in its own TSDB over that time, and nothing
+//!   else (the samples compared and Prometheus's retries are printed);
+//! - a remote write 2.0 request is accepted and readable everywhere; a body
+//!   over 32 MiB (413), an unsupported encoding or content type (415) and a
+//!   sample too far in the future (400) are refused before anything is
+//!   proposed: no shard's raft log grows, nothing is stored;
+//! - with 4 s blocks and a real S3 server (s3s-fs): blocks are cut through
+//!   raft with the same ULID and bytes on every replica, uploaded once each
+//!   with the tenant label, and `hearth query` over the ingesters and
+//!   `hearth store` returns every acknowledged sample once;
+//! - an ingester whose disk is wiped comes back under new replica ids and
+//!   catches up from a leader's snapshot, nothing acknowledged lost;
+//! - a shard replica removed and added again online (the leader's own:
+//!   leadership is handed over first) under a steady write load.
 //!
 //! The tests run one at a time (a lock): raft's timing (100 ms ticks,
 //! elections after about a second) and the recovery-time assertion need the
@@ -30,6 +47,8 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,7 +56,12 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{free_port, hearth_bin, now_s, post_write, series, spawn, write_body, Proc};
+use common::{
+    free_port, hearth_bin, now_s, post_write, series, spawn, write_body, Proc, Prometheus,
+};
+use hearth_proto::remote_write::{encode_write_request_v2, WriteProtocol, MAX_COMPRESSED_BYTES};
+use hearth_proto::write_v2;
+use hearth_test_utils::s3::{find_s3s_fs, S3sFs};
 use reqwest::blocking::Client;
 use serde_json::Value;
 
@@ -208,6 +232,22 @@ fn parse_matrix(result: &Value) -> Result<SeriesSamples, String> {
     Ok(out)
 }
 
+/// The `result` of an instant query at `at_s` whose answer is a matrix.
+fn matrix_result(
+    base: &str,
+    query: &str,
+    at_s: f64,
+    extra: &[(&str, String)],
+) -> Result<Value, String> {
+    let mut params = vec![("query", query.to_string()), ("time", format!("{at_s:.3}"))];
+    params.extend_from_slice(extra);
+    let mut data = api_get(base, "/api/v1/query", &params, Duration::from_secs(20))?;
+    if data["resultType"] != "matrix" {
+        return Err(format!("{query}: the answer is not a matrix: {data}"));
+    }
+    Ok(data["result"].take())
+}
+
 /// An instant query whose answer is a matrix (a range selector) at `at_s`.
 fn matrix(
     base: &str,
@@ -215,13 +255,7 @@ fn matrix(
     at_s: f64,
     extra: &[(&str, String)],
 ) -> Result<SeriesSamples, String> {
-    let mut params = vec![("query", query.to_string()), ("time", format!("{at_s:.3}"))];
-    params.extend_from_slice(extra);
-    let data = api_get(base, "/api/v1/query", &params, Duration::from_secs(20))?;
-    if data["resultType"] != "matrix" {
-        return Err(format!("{query}: the answer is not a matrix: {data}"));
-    }
-    parse_matrix(&data["result"])
+    parse_matrix(&matrix_result(base, query, at_s, extra)?)
 }
 
 /// A range query from `start_s` to `end_s` every `step_s`.
@@ -294,6 +328,8 @@ struct Cluster {
     // Before `dir`: the processes die before their directory is removed.
     nodes: Vec<Node>,
     peers: String,
+    /// Flags every ingester gets beside the cluster's own.
+    extra: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -301,6 +337,11 @@ impl Cluster {
     /// Starts the three ingesters and waits until each is ready and every
     /// shard has a leader that every ingester knows.
     fn start() -> Cluster {
+        Self::start_with(&[])
+    }
+
+    /// As [`Cluster::start`], every ingester with the flags `extra` too.
+    fn start_with(extra: &[String]) -> Cluster {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let ports = distinct_ports(2 * NODES as usize);
         let nodes: Vec<Node> = (1..=NODES)
@@ -322,7 +363,12 @@ impl Cluster {
             .map(|n| format!("{}=127.0.0.1:{}", n.id, n.grpc))
             .collect::<Vec<_>>()
             .join(",");
-        let mut cluster = Cluster { nodes, peers, dir };
+        let mut cluster = Cluster {
+            nodes,
+            peers,
+            extra: extra.to_vec(),
+            dir,
+        };
         // All processes first: a node may need its peers to become ready.
         for id in 1..=NODES {
             cluster.launch(id);
@@ -376,6 +422,7 @@ impl Cluster {
     /// (without waiting for it).
     fn launch(&mut self, id: u64) {
         let peers = self.peers.clone();
+        let extra = self.extra.clone();
         let dir = self.dir.path().to_path_buf();
         let node = self.node_mut(id);
         node.starts += 1;
@@ -395,6 +442,7 @@ impl Cluster {
             "--raft.heartbeat-ticks=2".to_string(),
             "--write-timeout=5s".to_string(),
         ];
+        let args: Vec<String> = args.into_iter().chain(extra).collect();
         node.proc = Some(spawn(&hearth_bin(), &args, Some(&log)));
         node.stopped = false;
     }
@@ -1164,6 +1212,341 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 // ---------------------------------------------------------------------------
+// Prometheus remote-writing to the cluster, and requests made by hand.
+
+/// Gauges the in-test exporter serves beside its counter: enough series
+/// that every shard gets some.
+const EXPORTER_GAUGES: usize = 24;
+/// The series Prometheus adds to every scrape (`up`, `scrape_*`).
+const SCRAPE_SERIES: usize = 5;
+
+/// Serves `exporter_gauge{n="0".."23"}`, whose values follow the wall
+/// clock, and `exporter_scrapes_total`, the number of scrapes served, for
+/// the rest of the test process.
+fn start_exporter() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the exporter's port");
+    let port = listener
+        .local_addr()
+        .expect("the exporter's address")
+        .port();
+    std::thread::spawn(move || {
+        for (n, conn) in (1u64..).zip(listener.incoming().flatten()) {
+            std::thread::spawn(move || serve_exposition(conn, n));
+        }
+    });
+    port
+}
+
+/// Answers the `n`th scrape on `conn` and closes it.
+fn serve_exposition(mut conn: TcpStream, n: u64) {
+    let Ok(read_half) = conn.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).map_or(true, |read| read == 0) || line.trim().is_empty() {
+            break;
+        }
+    }
+    let wall = (now_ms() % 100_000) as f64 / 8.0;
+    let mut body = String::from("# TYPE exporter_gauge gauge\n");
+    for k in 0..EXPORTER_GAUGES {
+        body.push_str(&format!(
+            "exporter_gauge{{n=\"{k}\"}} {}\n",
+            wall + k as f64
+        ));
+    }
+    body.push_str(&format!(
+        "# TYPE exporter_scrapes_total counter\nexporter_scrapes_total {n}\n"
+    ));
+    let _ = write!(
+        conn,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// A Prometheus configuration: the exporter on port `exporter` scraped
+/// every second as job `exporter`, everything remote-written to
+/// `write_url`, retried quickly (100 ms to 1 s apart).
+fn prometheus_config(exporter: u16, write_url: &str) -> String {
+    format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+         scrape_configs:\n  - job_name: exporter\n    static_configs:\n      \
+         - targets: ['127.0.0.1:{exporter}']\n\
+         remote_write:\n  - url: {write_url}\n    remote_timeout: 10s\n    queue_config:\n      \
+         batch_send_deadline: 1s\n      min_backoff: 100ms\n      max_backoff: 1s\n"
+    )
+}
+
+/// The sum of metric `name` over its label sets on `base`'s `/metrics`
+/// (0 when it has none).
+fn metric_sum(base: &str, name: &str) -> Result<f64, String> {
+    let text = client()
+        .get(format!("{base}/metrics"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.text())
+        .map_err(|e| format!("GET {base}/metrics: {e}"))?;
+    let mut sum = 0.0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let value = match rest.strip_prefix('{') {
+            Some(labelled) => labelled.rsplit_once('}').map(|(_, v)| v),
+            None if rest.starts_with(' ') => Some(rest),
+            None => continue,
+        };
+        let value: f64 = value
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{base}/metrics: a line without a value: {line:?}"))?;
+        sum += value;
+    }
+    Ok(sum)
+}
+
+/// Prometheus's remote-write counters, summed over its queues.
+#[derive(Debug, Default)]
+struct RemoteWriteCounters {
+    sent: f64,
+    retried: f64,
+    failed: f64,
+    dropped: f64,
+}
+
+impl RemoteWriteCounters {
+    fn read(prometheus: &str) -> Result<Self, String> {
+        let get = |what: &str| metric_sum(prometheus, &format!("prometheus_remote_storage_{what}"));
+        Ok(Self {
+            sent: get("samples_total")?,
+            retried: get("samples_retried_total")?,
+            failed: get("samples_failed_total")?,
+            dropped: get("samples_dropped_total")?,
+        })
+    }
+
+    /// Samples Prometheus gave up on: at most this many may be missing.
+    fn lost(&self) -> usize {
+        (self.failed + self.dropped) as usize
+    }
+}
+
+/// [`matrix`] on an ingester, each series without its `tenant_id` label,
+/// which must name the default tenant: the series as their writer named
+/// them.
+fn matrix_without_tenant(base: &str, query: &str, at_s: f64) -> Result<SeriesSamples, String> {
+    let mut result = matrix_result(base, query, at_s, &[])?;
+    for s in result.as_array_mut().into_iter().flatten() {
+        let tenant = s["metric"]
+            .as_object_mut()
+            .and_then(|m| m.remove("tenant_id"));
+        if tenant.as_ref().and_then(Value::as_str) != Some(DEFAULT_TENANT) {
+            return Err(format!(
+                "{query}: a series whose tenant_id is {tenant:?}, want {DEFAULT_TENANT:?}: {s}"
+            ));
+        }
+    }
+    parse_matrix(&result)
+}
+
+/// How the samples an ingester holds compare with Prometheus's own over a
+/// window.
+#[derive(Default)]
+struct Comparison {
+    /// Prometheus's samples looked up.
+    compared: usize,
+    /// Prometheus's samples the ingester lacks (or holds with another
+    /// value).
+    missing: usize,
+    /// The ingester's samples strictly inside the window that Prometheus
+    /// does not hold.
+    extra: usize,
+    /// The first few of either, described.
+    examples: Vec<String>,
+}
+
+/// Compares `held` (queried over more than the window) with `prometheus`
+/// (queried over the window from `from_ms` to `to_ms`).
+fn compare_with_prometheus(
+    prometheus: &SeriesSamples,
+    held: &SeriesSamples,
+    (from_ms, to_ms): (i64, i64),
+) -> Comparison {
+    let as_set = |samples: Option<&Vec<(i64, f64)>>| -> BTreeSet<(i64, u64)> {
+        samples
+            .into_iter()
+            .flatten()
+            .map(|&(t, v)| (t, v.to_bits()))
+            .collect()
+    };
+    let mut c = Comparison::default();
+    let names: BTreeSet<&String> = prometheus.keys().chain(held.keys()).collect();
+    for name in names {
+        let want = as_set(prometheus.get(name));
+        let got = as_set(held.get(name));
+        c.compared += want.len();
+        for &(t, bits) in want.difference(&got) {
+            c.missing += 1;
+            if c.examples.len() < 5 {
+                c.examples
+                    .push(format!("missing {name} at {t} = {}", f64::from_bits(bits)));
+            }
+        }
+        for &(t, bits) in got.difference(&want) {
+            if t > from_ms && t < to_ms {
+                c.extra += 1;
+                if c.examples.len() < 5 {
+                    c.examples.push(format!(
+                        "not in Prometheus: {name} at {t} = {}",
+                        f64::from_bits(bits)
+                    ));
+                }
+            }
+        }
+    }
+    c
+}
+
+/// The answer to a request made by hand.
+struct Reply {
+    status: u16,
+    /// `X-Prometheus-Remote-Write-Samples-Written`, if given.
+    samples_written: Option<String>,
+    text: String,
+}
+
+/// POSTs `body` to `url` with `headers`.
+fn post_raw(url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Reply, String> {
+    let mut request = client().post(url).timeout(Duration::from_secs(30));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let r = request
+        .body(body)
+        .send()
+        .map_err(|e| format!("POST {url} {headers:?}: {e}"))?;
+    let status = r.status().as_u16();
+    let samples_written = r
+        .headers()
+        .get("X-Prometheus-Remote-Write-Samples-Written")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    Ok(Reply {
+        status,
+        samples_written,
+        text: r.text().unwrap_or_default(),
+    })
+}
+
+/// The headers of a remote write of `protocol`, with `encoding` as its
+/// `Content-Encoding`.
+fn write_headers(
+    protocol: WriteProtocol,
+    encoding: &'static str,
+) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("Content-Encoding", encoding),
+        ("Content-Type", protocol.content_type()),
+        (
+            "X-Prometheus-Remote-Write-Version",
+            protocol.version_header(),
+        ),
+    ]
+}
+
+/// One series of [`write_body_v2`]: its labels (in any order) and samples.
+type SeriesV2<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+/// A remote write 2.0 body: each series' labels (sorted here) and
+/// samples, the strings interned in the symbols table.
+fn write_body_v2(series: &[SeriesV2<'_>]) -> Vec<u8> {
+    let mut symbols = vec![String::new()];
+    let mut refs: BTreeMap<String, u32> = BTreeMap::new();
+    let mut intern = |s: &str| -> u32 {
+        *refs.entry(s.to_string()).or_insert_with(|| {
+            symbols.push(s.to_string());
+            (symbols.len() - 1) as u32
+        })
+    };
+    let timeseries = series
+        .iter()
+        .map(|(labels, samples)| {
+            let sorted: BTreeMap<&str, &str> = labels.iter().copied().collect();
+            write_v2::TimeSeries {
+                labels_refs: sorted
+                    .iter()
+                    .flat_map(|(name, value)| [intern(name), intern(value)])
+                    .collect(),
+                samples: samples
+                    .iter()
+                    .map(|&(timestamp, value)| write_v2::Sample {
+                        value,
+                        timestamp,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    encode_write_request_v2(&write_v2::Request {
+        symbols,
+        timeseries,
+    })
+}
+
+/// A request the receiver must refuse, and the status it must answer.
+struct Refusal {
+    what: &'static str,
+    status: u16,
+    headers: Vec<(&'static str, &'static str)>,
+    body: Vec<u8>,
+}
+
+/// Per shard, its leader as the leader itself reports it: (ingester, term,
+/// last log index).
+fn log_tips(cluster: &Cluster) -> Result<BTreeMap<u64, (u64, u64, u64)>, String> {
+    let mut tips = BTreeMap::new();
+    for id in cluster.live() {
+        let status = cluster.status(id)?;
+        for shard in 0..SHARDS {
+            let Some(s) = shard_status(&status, shard).filter(|s| s["role"] == "leader") else {
+                continue;
+            };
+            let tip = (
+                id,
+                s["term"].as_u64().unwrap_or(0),
+                s["last_index"].as_u64().unwrap_or(0),
+            );
+            if let Some(other) = tips.insert(shard, tip) {
+                return Err(format!(
+                    "shard {shard} has two leaders: {other:?} and {tip:?}"
+                ));
+            }
+        }
+    }
+    match (0..SHARDS).find(|s| !tips.contains_key(s)) {
+        Some(shard) => Err(format!("shard {shard} has no leader")),
+        None => Ok(tips),
+    }
+}
+
+/// Shard parts of writes proposed or forwarded, over every ingester.
+fn proposals_and_forwards(cluster: &Cluster) -> Result<f64, String> {
+    let mut sum = 0.0;
+    for id in cluster.live() {
+        let base = cluster.base(id);
+        sum += metric_sum(&base, "hearth_ingest_proposals_total")?;
+        sum += metric_sum(&base, "hearth_ingest_forwarded_writes_total")?;
+    }
+    Ok(sum)
+}
+
+// ---------------------------------------------------------------------------
 // The tests.
 
 /// SIGKILL the leader of each shard in turn under a steady write load: no
@@ -1633,4 +2016,706 @@ fn querier_over_ingesters_deduplicates() {
         selected, want,
         "dedup_test[1m] through the querier: the 10 samples, each once"
     );
+}
+
+/// Prometheus 2.42 scrapes an exporter every second and remote-writes to
+/// one ingester while the leader of a shard elsewhere is SIGKILLed and
+/// restarted, then the ingester it writes to: afterwards every ingester
+/// holds every sample Prometheus holds over the window of the faults
+/// (unless Prometheus itself gave up on some), and none it does not.
+#[test]
+fn prometheus_remote_writing_through_an_ingester_kill_has_no_gap() {
+    let _serial = serial();
+    let mut cluster = Cluster::start();
+    // The leader of shard 0 dies; Prometheus writes to another ingester,
+    // the one that leads the fewest shards, so most of its writes are
+    // forwarded.
+    let leaders: Vec<u64> = (0..SHARDS).map(|s| cluster.leader_of(s)).collect();
+    let victim = leaders[0];
+    let target = (1..=NODES)
+        .filter(|&id| id != victim)
+        .min_by_key(|&id| leaders.iter().filter(|&&l| l == id).count())
+        .expect("three ingesters");
+    println!(
+        "shard leaders {leaders:?}: Prometheus writes to ingester {target}; ingester {victim}, \
+         the leader of shard 0, is killed"
+    );
+
+    let exporter = start_exporter();
+    let prom_dir = cluster.dir.path().join("prometheus");
+    std::fs::create_dir_all(&prom_dir).expect("create the Prometheus directory");
+    let config = prom_dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        prometheus_config(exporter, &cluster.write_url(target)),
+    )
+    .expect("write prometheus.yml");
+    let prom = Prometheus::start_with_config(&prom_dir, &config);
+    let prom_base = prom.url("");
+    let prom_log = || tail(&prom_dir.join("prometheus.log"), 20);
+
+    if let Err(e) = poll(Duration::from_secs(30), || {
+        let held =
+            matrix_without_tenant(&cluster.base(target), "exporter_scrapes_total[1m]", now_s())?;
+        (!held.is_empty())
+            .then_some(())
+            .ok_or_else(|| "nothing yet".to_string())
+    }) {
+        panic!(
+            "no sample of Prometheus reached ingester {target} within 30 s: {e}\n--- \
+             prometheus.log ---\n{}\n{}",
+            prom_log(),
+            cluster.logs()
+        );
+    }
+    let from_ms = now_ms();
+    std::thread::sleep(Duration::from_secs(5));
+
+    let killed = Instant::now();
+    cluster.kill(victim);
+    std::thread::sleep(Duration::from_secs(4));
+    cluster.restart(victim);
+    let after: Vec<u64> = (0..SHARDS).map(|s| cluster.leader_of(s)).collect();
+    println!(
+        "SIGKILL of ingester {victim}, restarted and ready {:?} later; shard leaders now \
+         {after:?}",
+        killed.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+
+    let forwarded = metric_sum(
+        &cluster.base(target),
+        "hearth_ingest_forwarded_writes_total",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        forwarded > 0.0,
+        "ingester {target} leads at most one shard but forwarded none of Prometheus's writes"
+    );
+    let killed = Instant::now();
+    cluster.kill(target);
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.restart(target);
+    println!(
+        "ingester {target} had forwarded {forwarded} shard parts of Prometheus's writes; \
+         SIGKILL of it, restarted and ready {:?} later",
+        killed.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let to_ms = now_ms();
+
+    // Prometheus's own samples over the window, and each ingester's over a
+    // little more (range selectors' ends differ between versions).
+    let selector = "{job=\"exporter\"}";
+    let window = (from_ms, to_ms);
+    let ours = matrix(
+        &prom_base,
+        &format!("{selector}[{}ms]", to_ms - from_ms),
+        to_ms as f64 / 1000.0,
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}\n--- prometheus.log ---\n{}", prom_log()));
+    let series = ours.len();
+    let window_s = (to_ms - from_ms) as f64 / 1000.0;
+    let in_prometheus: usize = ours.values().map(Vec::len).sum();
+    assert!(
+        series == EXPORTER_GAUGES + 1 + SCRAPE_SERIES
+            && in_prometheus as f64 >= series as f64 * window_s / 2.0,
+        "Prometheus holds {in_prometheus} samples of {series} series over the {window_s} s \
+         window, want {} series scraped about every second\n--- prometheus.log ---\n{}",
+        EXPORTER_GAUGES + 1 + SCRAPE_SERIES,
+        prom_log()
+    );
+    let wider = format!("{selector}[{}ms]", to_ms - from_ms + 2000);
+    let wider_at = (to_ms + 1000) as f64 / 1000.0;
+    let waited = Instant::now();
+    let outcome = poll(Duration::from_secs(30), || {
+        let counters = RemoteWriteCounters::read(&prom_base)?;
+        let mut issues = Vec::new();
+        let mut compared = 0;
+        for id in 1..=NODES {
+            let held = matrix_without_tenant(&cluster.base(id), &wider, wider_at)?;
+            let c = compare_with_prometheus(&ours, &held, window);
+            compared = c.compared;
+            if c.missing > counters.lost() || c.extra > 0 {
+                issues.push(format!(
+                    "ingester {id}: {} of {} samples missing (Prometheus gave up on {}), {} not \
+                     in Prometheus: {}",
+                    c.missing,
+                    c.compared,
+                    counters.lost(),
+                    c.extra,
+                    c.examples.join("; ")
+                ));
+            }
+        }
+        if issues.is_empty() {
+            Ok((compared, counters))
+        } else {
+            Err(issues.join("\n"))
+        }
+    });
+    let (compared, counters) = outcome.unwrap_or_else(|issues| {
+        panic!(
+            "30 s after the {window_s} s window the ingesters still do not hold what Prometheus \
+             holds:\n{issues}\n--- prometheus.log ---\n{}\n{}",
+            prom_log(),
+            cluster.logs()
+        )
+    });
+    println!(
+        "compared {compared} samples of {series} series over {window_s} s with Prometheus's \
+         own: on each of the {NODES} ingesters {:?} after the window; Prometheus sent {} samples, \
+         retried {}, failed {}, dropped {}",
+        waited.elapsed(),
+        counters.sent,
+        counters.retried,
+        counters.failed,
+        counters.dropped
+    );
+    if counters.lost() > 0 {
+        println!(
+            "Prometheus gave up on {} samples (failed or dropped): that many were allowed to be \
+             missing",
+            counters.lost()
+        );
+    }
+}
+
+/// A body over 32 MiB (413), an unsupported `Content-Encoding` or
+/// `Content-Type` (415), a sample too far in the future (400), on 1.0 and
+/// 2.0: refused before anything is proposed, so no shard's log grows and
+/// nothing of them is stored; a well-formed 2.0 request is accepted and
+/// readable on every ingester.
+#[test]
+fn oversized_and_malformed_requests_are_refused_before_they_are_proposed() {
+    let _serial = serial();
+    let cluster = Cluster::start();
+    let t0 = (now_s().floor() as i64) * 1000;
+
+    // Remote write 2.0: accepted, readable on every replica.
+    let names: Vec<String> = (0..8).map(|k| k.to_string()).collect();
+    let labels: Vec<[(&str, &str); 3]> = names
+        .iter()
+        .map(|n| [("job", "t"), ("__name__", "v2_test"), ("n", n.as_str())])
+        .collect();
+    let samples: Vec<Vec<(i64, f64)>> = (0..names.len())
+        .map(|k| {
+            (0..3)
+                .map(|i| (t0 - 2000 + i * 1000, k as f64 + i as f64 * 0.25))
+                .collect()
+        })
+        .collect();
+    let body = write_body_v2(
+        &labels
+            .iter()
+            .zip(&samples)
+            .map(|(l, s)| (&l[..], &s[..]))
+            .collect::<Vec<_>>(),
+    );
+    let url = cluster.write_url(2);
+    let reply = post_raw(&url, &write_headers(WriteProtocol::V2, "snappy"), body)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        reply.status,
+        204,
+        "a remote write 2.0 request of {} samples: answered {} ({}), want 204",
+        names.len() * 3,
+        reply.status,
+        reply.text
+    );
+    // The 2.0 spec: every answer to a 2.0 request says what got in (a 2.0
+    // sender takes a 2xx without it for a 1.0 receiver's).
+    assert_eq!(
+        reply.samples_written.as_deref(),
+        Some(format!("{}", names.len() * 3).as_str()),
+        "X-Prometheus-Remote-Write-Samples-Written of a 2.0 request of {} samples",
+        names.len() * 3
+    );
+    let want: SeriesSamples = names
+        .iter()
+        .zip(&samples)
+        .map(|(n, s)| {
+            (
+                key(&[
+                    ("__name__", "v2_test"),
+                    ("job", "t"),
+                    ("n", n.as_str()),
+                    ("tenant_id", DEFAULT_TENANT),
+                ]),
+                s.clone(),
+            )
+        })
+        .collect();
+    for id in 1..=NODES {
+        let held = poll(Duration::from_secs(10), || {
+            let held = matrix(
+                &cluster.base(id),
+                "v2_test[1m]",
+                (t0 + 1000) as f64 / 1000.0,
+                &[],
+            )?;
+            if held == want {
+                Ok(())
+            } else {
+                Err(format!("{held:?}"))
+            }
+        });
+        if let Err(held) = held {
+            panic!(
+                "ingester {id} holds {held}, want the 2.0 request's samples: {want:?}\n{}",
+                cluster.logs()
+            );
+        }
+    }
+
+    // The refused requests, all of the series refused_test.
+    let refused = |t: i64| series(&[("__name__", "refused_test"), ("job", "t")], &[(t, 1.0)]);
+    let future = t0 + 60 * 60 * 1000;
+    let v1_now = write_body(vec![refused(t0)]);
+    let v1_future = write_body(vec![
+        series(
+            &[("__name__", "refused_test"), ("job", "now")],
+            &[(t0, 1.0)],
+        ),
+        refused(future),
+    ]);
+    let v2_now = write_body_v2(&[(&[("__name__", "refused_test"), ("job", "t")], &[(t0, 1.0)])]);
+    let v2_future = write_body_v2(&[
+        (
+            &[("__name__", "refused_test"), ("job", "now")],
+            &[(t0, 1.0)],
+        ),
+        (
+            &[("__name__", "refused_test"), ("job", "t")],
+            &[(future, 1.0)],
+        ),
+    ]);
+    let mut json = write_headers(WriteProtocol::V1, "snappy");
+    json[1].1 = "application/json";
+    let refusals = [
+        Refusal {
+            what: "a body of 32 MiB and one byte",
+            status: 413,
+            headers: write_headers(WriteProtocol::V1, "snappy"),
+            body: vec![0; MAX_COMPRESSED_BYTES + 1],
+        },
+        Refusal {
+            what: "a 1.0 request with Content-Encoding: gzip",
+            status: 415,
+            headers: write_headers(WriteProtocol::V1, "gzip"),
+            body: v1_now,
+        },
+        Refusal {
+            what: "a 2.0 request with Content-Encoding: zstd",
+            status: 415,
+            headers: write_headers(WriteProtocol::V2, "zstd"),
+            body: v2_now,
+        },
+        Refusal {
+            what: "a request with Content-Type: application/json",
+            status: 415,
+            headers: json,
+            body: write_body(vec![refused(t0)]),
+        },
+        Refusal {
+            what: "a 1.0 request with a sample an hour in the future beside one of now",
+            status: 400,
+            headers: write_headers(WriteProtocol::V1, "snappy"),
+            body: v1_future,
+        },
+        Refusal {
+            what: "a 2.0 request with a sample an hour in the future beside one of now",
+            status: 400,
+            headers: write_headers(WriteProtocol::V2, "snappy"),
+            body: v2_future,
+        },
+    ];
+
+    // Readings of the shards' logs on their leaders around the refused
+    // requests; an election in between appends an entry of its own, so
+    // such a round is not counted and done again.
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        cluster.wait_leaders();
+        let tips = || log_tips(&cluster).unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+        let proposed = || proposals_and_forwards(&cluster).unwrap_or_else(|e| panic!("{e}"));
+        let (tips_before, proposed_before) = (tips(), proposed());
+        assert!(
+            proposed_before > 0.0,
+            "the ingesters' counters of proposed and forwarded shard parts do not count the 2.0 \
+             write: the check below would prove nothing"
+        );
+        for (n, r) in (0u64..).zip(&refusals) {
+            let url = cluster.write_url(1 + n % NODES);
+            let reply = post_raw(&url, &r.headers, r.body.clone())
+                .unwrap_or_else(|e| panic!("{}: {e}", r.what));
+            assert_eq!(
+                reply.status,
+                r.status,
+                "{}, to {url}: answered {} ({}), want {}",
+                r.what,
+                reply.status,
+                reply.text.trim(),
+                r.status
+            );
+            if rounds == 1 {
+                println!("{}: {} {}", r.what, reply.status, reply.text.trim());
+            }
+        }
+        let (tips_after, proposed_after) = (tips(), proposed());
+        assert_eq!(
+            proposed_after, proposed_before,
+            "shard parts proposed or forwarded by the ingesters before and after the refused \
+             requests: they were not refused before the raft write path"
+        );
+        let leaders = |tips: &BTreeMap<u64, (u64, u64, u64)>| {
+            tips.iter()
+                .map(|(shard, (id, term, _))| (*shard, *id, *term))
+                .collect::<Vec<_>>()
+        };
+        if leaders(&tips_after) != leaders(&tips_before) && rounds < 3 {
+            println!(
+                "round {rounds}: a shard elected a leader meanwhile ({tips_before:?} → \
+                 {tips_after:?}); again"
+            );
+            continue;
+        }
+        assert_eq!(
+            tips_after, tips_before,
+            "per shard (leader, term, last log index) before and after the refused requests: \
+             the logs grew"
+        );
+        println!(
+            "per shard (leader, term, last log index) the same before and after the refused \
+             requests: {tips_after:?}"
+        );
+        break;
+    }
+    for id in 1..=NODES {
+        let stored = series_matching(&cluster.base(id), "{__name__=\"refused_test\"}", t0)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            stored.is_empty(),
+            "ingester {id} stored series of refused requests: {stored:?}"
+        );
+    }
+}
+
+/// The external labels of the blocks in the bucket, by ULID, read from the
+/// s3s-fs bucket directory (`<ULID>/meta.json`).
+fn bucket_blocks(bucket: &Path) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(bucket).expect("list the bucket directory") {
+        let entry = entry.expect("a bucket entry");
+        let meta = entry.path().join("meta.json");
+        if let Ok(text) = std::fs::read_to_string(&meta) {
+            let v: Value = serde_json::from_str(&text).expect("meta.json is JSON");
+            out.insert(entry.file_name().to_string_lossy().into_owned(), v);
+        }
+    }
+    out
+}
+
+/// The blocks an ingester cut, by ULID, with the bytes of their index.
+fn local_blocks(data: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let Ok(shards) = std::fs::read_dir(data.join("blocks")) else {
+        return out;
+    };
+    for shard in shards.flatten() {
+        for block in std::fs::read_dir(shard.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let index = block.path().join("index");
+            if block.path().join("meta.json").exists() {
+                out.insert(
+                    block.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(&index).expect("read a block's index"),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `hearth store` over the bucket of `objstore`; returns it with its gRPC
+/// port once it answers.
+fn start_store(dir: &Path, objstore: &Path) -> (Proc, u16) {
+    let grpc = free_port();
+    let p = spawn(
+        &hearth_bin(),
+        &[
+            "store".to_string(),
+            format!("--objstore.config-file={}", objstore.display()),
+            format!("--data-dir={}", dir.join("store").display()),
+            format!("--grpc-address=127.0.0.1:{grpc}"),
+            format!("--http-address=127.0.0.1:{}", free_port()),
+            "--sync-block-duration=1s".to_string(),
+        ],
+        Some(&dir.join("store.log")),
+    );
+    poll(Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", grpc))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+    .expect("the store gateway listens");
+    (p, grpc)
+}
+
+/// With 4 s blocks, the shard leaders cut blocks through raft (the same
+/// ULID and bytes on every replica), upload each once with the tenant as
+/// external label, and `hearth query` over the ingesters and the store
+/// gateway returns every acknowledged sample exactly once.
+#[test]
+fn blocks_are_cut_identically_uploaded_once_and_queried_with_the_store_gateway() {
+    let _serial = serial();
+    let scratch = tempfile::tempdir().expect("create a temporary directory");
+    let s3 = S3sFs::start(find_s3s_fs(), scratch.path().join("s3data"));
+    let objstore = scratch.path().join("objstore.yml");
+    std::fs::write(&objstore, s3.objstore_yaml()).expect("write the objstore config");
+    let cluster = Cluster::start_with(&[
+        format!("--objstore.config-file={}", objstore.display()),
+        "--tsdb.block-duration=4s".to_string(),
+        "--tsdb.housekeeping-interval=500ms".to_string(),
+    ]);
+    let writer = Writer::start(cluster.write_urls());
+    std::thread::sleep(Duration::from_secs(16));
+    let report = writer.stop();
+    check_writer(&cluster, &report, 100);
+
+    // Every replica cut the same blocks, byte for byte.
+    let views: Vec<BTreeMap<String, Vec<u8>>> = (1..=NODES)
+        .map(|id| local_blocks(&cluster.node(id).data))
+        .collect();
+    assert!(
+        views[0].len() >= SHARDS as usize,
+        "at least one block per shard after 16 s of 4 s blocks, got {}\n{}",
+        views[0].len(),
+        cluster.logs()
+    );
+    // A replica may not have applied the newest cut yet: compare what all have.
+    for (id, view) in views.iter().enumerate().skip(1) {
+        for (ulid, index) in view {
+            if let Some(first) = views[0].get(ulid) {
+                assert!(
+                    first == index,
+                    "block {ulid} differs between ingesters 1 and {}",
+                    id + 1
+                );
+            }
+        }
+    }
+
+    // Each uploaded once: the bucket's blocks are the cut ones, with the
+    // tenant and the configured labels, no replica label.
+    let uploaded = poll(Duration::from_secs(20), || {
+        let in_bucket = bucket_blocks(&s3.bucket_dir());
+        let cut = local_blocks(&cluster.node(1).data);
+        let cut_older: Vec<&String> = cut.keys().filter(|u| !in_bucket.contains_key(*u)).collect();
+        if cut_older.len() <= SHARDS as usize && in_bucket.len() >= SHARDS as usize {
+            Ok(in_bucket)
+        } else {
+            Err(format!(
+                "{} cut blocks not in the bucket yet",
+                cut_older.len()
+            ))
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    let mut ranges: BTreeMap<(i64, i64), usize> = BTreeMap::new();
+    for (ulid, meta) in &uploaded {
+        assert!(
+            views[0].contains_key(ulid),
+            "block {ulid} in the bucket was not cut by the ingesters"
+        );
+        assert_eq!(
+            meta["thanos"]["labels"],
+            serde_json::json!({"tenant_id": DEFAULT_TENANT}),
+            "labels of block {ulid}"
+        );
+        let range = (
+            meta["minTime"].as_i64().expect("minTime"),
+            meta["maxTime"].as_i64().expect("maxTime"),
+        );
+        *ranges.entry(range).or_default() += 1;
+    }
+    for (range, blocks) in &ranges {
+        assert!(
+            *blocks <= SHARDS as usize,
+            "{blocks} blocks for range {range:?}: at most one per shard"
+        );
+    }
+    println!(
+        "{} blocks uploaded over {} ranges; every ingester holds the same {} blocks",
+        uploaded.len(),
+        ranges.len(),
+        views[0].len()
+    );
+
+    // The querier over ingesters and store gateway: every sample once.
+    let (_store, store_grpc) = start_store(scratch.path(), &objstore);
+    let mut endpoints = cluster.grpc_ports();
+    endpoints.push(store_grpc);
+    let (_query, query_url) = start_query(scratch.path(), &endpoints);
+    let at = report.ledger.last_t as f64 / 1000.0 + 1.0;
+    poll(Duration::from_secs(20), || {
+        let held = matrix(&query_url, "ingest_test[1h]", at, &[])?;
+        let issues = problems(&held, &report.ledger);
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(issues.join("\n"))
+        }
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "the querier over ingesters and store gateway: {e}\n{}",
+            cluster.logs()
+        )
+    });
+}
+
+/// An ingester loses its disk under a steady write load: it comes back
+/// under a new replica id (raft never sees a replica that forgot its votes)
+/// and catches up from a leader's snapshot; nothing acknowledged is lost.
+#[test]
+fn a_wiped_replica_rejoins_under_a_new_id_and_catches_up_from_a_snapshot() {
+    let _serial = serial();
+    let mut cluster = Cluster::start_with(&[
+        "--raft.snapshot-entries=20".to_string(),
+        "--raft.retained-entries=5".to_string(),
+    ]);
+    let writer = Writer::start(cluster.write_urls());
+    std::thread::sleep(Duration::from_secs(4));
+    cluster.kill(3);
+    std::fs::remove_dir_all(&cluster.node(3).data).expect("wipe ingester 3's data");
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.launch(3);
+    cluster.wait_ready(3);
+    std::thread::sleep(Duration::from_secs(3));
+    let report = writer.stop();
+    check_writer(&cluster, &report, 50);
+    wait_replicas_hold(&cluster, &report.ledger, Duration::from_secs(20));
+
+    let status = cluster.status(3).expect("ingester 3's status");
+    let mut from_snapshot = 0;
+    for shard in 0..SHARDS {
+        let s = shard_status(&status, shard).expect("ingester 3 holds every shard");
+        let replica = s["replica_id"].as_u64().expect("replica_id");
+        assert_eq!(
+            replica >> 16,
+            3,
+            "shard {shard}: the replica is ingester 3's"
+        );
+        assert_ne!(
+            replica,
+            3 << 16,
+            "shard {shard}: a new generation, not the wiped id"
+        );
+        // A shard none of the writer's series hash to has too short a log
+        // for snapshots; the others have compacted theirs past the start.
+        if s["first_index"].as_u64().expect("first_index") > 1 {
+            from_snapshot += 1;
+        }
+        let voters: Vec<u64> =
+            serde_json::from_value(s["voter_replica_ids"].clone()).expect("voter_replica_ids");
+        assert!(
+            !voters.contains(&(3 << 16)),
+            "shard {shard}: the wiped id is no voter: {s}"
+        );
+    }
+    assert!(
+        from_snapshot >= 2,
+        "the new replicas of the written shards start from a snapshot: {status}"
+    );
+}
+
+/// A shard replica leaves an ingester and comes back online, under a
+/// steady write load, through any ingester's membership API: no
+/// acknowledged sample is lost, the removed copy is deleted, and the
+/// re-added replica (a new generation) catches up.
+#[test]
+fn shard_replicas_are_removed_and_added_online() {
+    let _serial = serial();
+    let cluster = Cluster::start();
+    let writer = Writer::start(cluster.write_urls());
+    std::thread::sleep(Duration::from_secs(2));
+    let shard = 1;
+    // Remove the leader's replica: leadership is handed over first.
+    let leader = cluster.leader_of(shard);
+    let other = if leader == 1 { 2 } else { 1 };
+    let url = |via: u64, of: u64| {
+        format!(
+            "{}/api/v1/ingest/shards/{shard}/replicas/{of}",
+            cluster.base(via)
+        )
+    };
+    let r = client()
+        .delete(url(other, leader))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .expect("remove a replica");
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "remove: {}",
+        r.text().unwrap_or_default()
+    );
+    poll(Duration::from_secs(10), || {
+        let status = cluster.status(leader)?;
+        match shard_status(&status, shard) {
+            None => Ok(()),
+            Some(_) => Err(format!("ingester {leader} still holds shard {shard}")),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    let removed_log = cluster.node(leader).data.join(format!("shard-{shard}"));
+    poll(Duration::from_secs(5), || {
+        if removed_log.exists() {
+            Err(format!("{} still exists", removed_log.display()))
+        } else {
+            Ok(())
+        }
+    })
+    .unwrap_or_else(|e| panic!("the removed replica's log is deleted: {e}"));
+    std::thread::sleep(Duration::from_secs(2));
+    let r = client()
+        .post(url(other, leader))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .expect("add a replica");
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "add: {}",
+        r.text().unwrap_or_default()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let report = writer.stop();
+    check_writer(&cluster, &report, 50);
+    wait_replicas_hold(&cluster, &report.ledger, Duration::from_secs(20));
+    let status = cluster.status(leader).expect("status");
+    let s = shard_status(&status, shard).expect("the replica is back");
+    assert_ne!(
+        s["replica_id"].as_u64(),
+        Some(leader << 16),
+        "a new generation: {s}"
+    );
+
+    // Bad requests.
+    let r = client().post(url(other, 9)).send().expect("request");
+    assert_eq!(r.status().as_u16(), 400);
+    let r = client()
+        .post(format!(
+            "{}/api/v1/ingest/shards/99/replicas/1",
+            cluster.base(1)
+        ))
+        .send()
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 400);
 }

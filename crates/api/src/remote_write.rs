@@ -18,6 +18,12 @@ use crate::ApiState;
 
 /// Largest compressed body accepted, as Prometheus.
 pub const MAX_BODY_BYTES: usize = 32 << 20;
+/// Remote write 2.0's written-count headers (exemplars and native
+/// histograms are not stored yet: always 0).
+const WRITTEN_SAMPLES: &str = "x-prometheus-remote-write-samples-written";
+const WRITTEN_HISTOGRAMS: &str = "x-prometheus-remote-write-histograms-written";
+const WRITTEN_EXEMPLARS: &str = "x-prometheus-remote-write-exemplars-written";
+
 /// Headers that name the tenant of a write, in order of precedence
 /// (Cortex's and Thanos's names); only multi-tenant storages read them.
 pub const TENANT_HEADERS: [&str; 2] = ["x-scope-orgid", "thanos-tenant"];
@@ -25,7 +31,20 @@ pub const TENANT_HEADERS: [&str; 2] = ["x-scope-orgid", "thanos-tenant"];
 pub const MAX_FUTURE_MS: i64 = 10 * 60 * 1000;
 
 pub async fn handle(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
-    let response = receive(&state, &headers, body).await;
+    let mut written = 0u64;
+    let mut response = receive(&state, &headers, body, &mut written).await;
+    // Remote write 2.0: every answer says what got in (spec B.4); a sender
+    // that gets a 2xx without them takes the receiver for a 1.0 one.
+    let v2 = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(hearth_proto::remote_write::PROTO_MESSAGE_V2));
+    if v2 {
+        let h = response.headers_mut();
+        h.insert(WRITTEN_SAMPLES, written.into());
+        h.insert(WRITTEN_HISTOGRAMS, 0u64.into());
+        h.insert(WRITTEN_EXEMPLARS, 0u64.into());
+    }
     let code = response.status().as_u16();
     state
         .metrics
@@ -46,7 +65,8 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response {
         .into_response()
 }
 
-async fn receive(state: &ApiState, headers: &HeaderMap, body: Body) -> Response {
+/// Handles one request; `written` gets the float samples stored.
+async fn receive(state: &ApiState, headers: &HeaderMap, body: Body, written: &mut u64) -> Response {
     let Some(appendable) = &state.appendable else {
         return text(
             StatusCode::NOT_FOUND,
@@ -133,8 +153,9 @@ async fn receive(state: &ApiState, headers: &HeaderMap, body: Body) -> Response 
         .find_map(|h| headers.get(*h))
         .map(|v| v.to_str().unwrap_or("\u{fffd}"));
     match appendable.append_for_tenant(tenant, batch).await {
-        Ok(_) => {
+        Ok(stats) => {
             state.metrics.remote_write_samples.inc_by(samples as u64);
+            *written = (stats.samples_appended + stats.duplicates_dropped) as u64;
             done()
         }
         Err(StorageError::BadRequest(msg)) => text(StatusCode::BAD_REQUEST, msg),
