@@ -1926,6 +1926,42 @@ fn bad_input_and_retries() {
             .collect::<BTreeSet<_>>(),
             "ingester {id}: tenant_id=\"team-a\" selects team-a's series alone"
         );
+        // A read naming its tenant in the header sees that tenant alone.
+        let as_b = client()
+            .get(format!("{base}/api/v1/series"))
+            .query(&[("match[]", "{__name__=\"x\"}")])
+            .header("X-Scope-OrgID", "team-b")
+            .send()
+            .and_then(|r| r.json::<Value>())
+            .unwrap_or_else(|e| panic!("ingester {id}: /api/v1/series as team-b: {e}"));
+        let seen: BTreeSet<String> = as_b["data"]
+            .as_array()
+            .unwrap_or_else(|| panic!("ingester {id}: no series list: {as_b}"))
+            .iter()
+            .map(labels_key)
+            .collect();
+        assert_eq!(
+            seen,
+            [key(&[
+                ("__name__", "x"),
+                ("team", "b"),
+                ("tenant_id", "team-b")
+            ])]
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+            "ingester {id}: a read as team-b"
+        );
+        let bad = client()
+            .get(format!("{base}/api/v1/series"))
+            .query(&[("match[]", "{__name__=\"x\"}")])
+            .header("X-Scope-OrgID", "../etc")
+            .send()
+            .expect("a read with an invalid tenant");
+        assert_eq!(
+            bad.status().as_u16(),
+            400,
+            "ingester {id}: an invalid tenant"
+        );
     }
 }
 

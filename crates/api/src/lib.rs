@@ -16,6 +16,7 @@ pub mod query;
 pub mod remote_write;
 pub mod status;
 pub mod targets;
+pub mod tenancy;
 pub mod ui;
 
 use std::sync::atomic::{AtomicBool, Ordering};

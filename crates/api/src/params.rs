@@ -21,6 +21,8 @@ pub struct Params {
     pairs: Vec<(String, String)>,
     /// How many leading pairs came from the body.
     from_body: usize,
+    /// The tenant the request named (`X-Scope-OrgID` / `THANOS-TENANT`).
+    tenant: Option<String>,
 }
 
 impl Params {
@@ -28,7 +30,22 @@ impl Params {
         let from_body = body.len();
         let mut pairs = body;
         pairs.extend(url);
-        Self { pairs, from_body }
+        Self {
+            pairs,
+            from_body,
+            tenant: None,
+        }
+    }
+
+    /// The tenant the request's headers named, if any.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
+    /// Sets the request's tenant.
+    pub fn with_tenant(mut self, tenant: Option<String>) -> Self {
+        self.tenant = tenant;
+        self
     }
 
     /// A single-valued parameter: the body's value wins over the URL's.
@@ -81,6 +98,10 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .query()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
+        let tenant = crate::remote_write::TENANT_HEADERS
+            .iter()
+            .find_map(|h| req.headers().get(*h))
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let is_form = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -94,7 +115,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             body = form_urlencoded::parse(&bytes).into_owned().collect();
         }
         let _ = state;
-        Ok(Params::from_pairs(body, url))
+        Ok(Params::from_pairs(body, url).with_tenant(tenant))
     }
 }
 

@@ -216,7 +216,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let state = ApiState {
         component: "Hearth ingester",
         queryable: ingester.clone(),
-        scoped: None,
+        scoped: Some(Arc::new(TenantScope(ingester.clone()))),
         engine_options: hearth_promql::EngineOptions::default(),
         appendable: Some(Arc::new(IngestAppendable(ingester.clone()))),
         ready,
@@ -344,6 +344,29 @@ fn tenant_label_sets(ingester: &Ingester, external: &Labels) -> Vec<Labels> {
             Labels::new(pairs)
         })
         .collect()
+}
+
+/// Reads restricted to the tenant a request names (its `X-Scope-OrgID` /
+/// `THANOS-TENANT` header); without one, every tenant's series.
+struct TenantScope(Arc<Ingester>);
+
+impl hearth_api::ScopedQueryable for TenantScope {
+    fn for_request(
+        &self,
+        params: &hearth_api::params::Params,
+    ) -> hearth_api::ApiResult<Arc<dyn hearth_storage_api::Queryable>> {
+        match params.tenant() {
+            None => Ok(self.0.clone()),
+            Some(t) if valid_tenant(t) => Ok(Arc::new(hearth_api::tenancy::TenantQueryable::new(
+                self.0.clone(),
+                TENANT_LABEL,
+                t,
+            ))),
+            Some(t) => Err(hearth_api::ApiError::bad_data(format!(
+                "invalid tenant {t:?}: 1 to 128 characters of A-Z a-z 0-9 _ - ."
+            ))),
+        }
+    }
 }
 
 /// Remote write into the cluster, for the tenant the request names.

@@ -34,6 +34,15 @@ pub struct Args {
     /// in them are deduplicated. Repeatable.
     #[arg(long = "query.replica-label")]
     replica_labels: Vec<String>,
+    /// Restrict every query to the tenant of its `THANOS-TENANT` /
+    /// `X-Scope-OrgID` header (`--query.default-tenant-id` without one), by
+    /// a matcher on `--query.tenant-label-name`, as Thanos's querier.
+    #[arg(long = "query.enforce-tenancy", default_value_t = false)]
+    enforce_tenancy: bool,
+    #[arg(long = "query.tenant-label-name", default_value = "tenant_id")]
+    tenant_label: String,
+    #[arg(long = "query.default-tenant-id", default_value = "default-tenant")]
+    default_tenant: String,
     /// How replicas are merged: `penalty` (HA scrapers) or `chain`
     /// (replicas with identical samples).
     #[arg(long = "deduplication.func", default_value = "penalty", value_parser = parse_dedup_func)]
@@ -80,6 +89,15 @@ fn flags_map(args: &Args) -> std::collections::BTreeMap<String, String> {
             .join(","),
     );
     m.insert("query.replica-label".into(), args.replica_labels.join(","));
+    m.insert(
+        "query.enforce-tenancy".into(),
+        args.enforce_tenancy.to_string(),
+    );
+    m.insert("query.tenant-label-name".into(), args.tenant_label.clone());
+    m.insert(
+        "query.default-tenant-id".into(),
+        args.default_tenant.clone(),
+    );
     m.insert(
         "deduplication.func".into(),
         match args.dedup_func {
@@ -152,7 +170,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let state = ApiState {
         component: "Hearth querier",
         queryable: Arc::new(proxy.with_options(proxy.defaults().clone())),
-        scoped: Some(Arc::new(RequestOptions(proxy.clone()))),
+        scoped: Some(Arc::new(RequestOptions {
+            proxy: proxy.clone(),
+            tenancy: args
+                .enforce_tenancy
+                .then(|| (args.tenant_label.clone(), args.default_tenant.clone())),
+        })),
         engine_options: hearth_promql::EngineOptions {
             lookback_delta_ms: args.lookback_delta,
             timeout: Duration::from_millis(args.query_timeout.max(1) as u64),
@@ -209,12 +232,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Builds each request's view of the stores from its parameters, as
-/// Thanos's API: `dedup`, `partial_response`, `replicaLabels[]`.
-struct RequestOptions(Arc<Proxy>);
+/// Thanos's API: `dedup`, `partial_response`, `replicaLabels[]`, and its
+/// tenant when tenancy is enforced.
+struct RequestOptions {
+    proxy: Arc<Proxy>,
+    /// (tenant label, default tenant) when tenancy is enforced.
+    tenancy: Option<(String, String)>,
+}
 
 impl ScopedQueryable for RequestOptions {
     fn for_request(&self, params: &Params) -> ApiResult<Arc<dyn Queryable>> {
-        let mut opts = self.0.defaults().clone();
+        let mut opts = self.proxy.defaults().clone();
         if let Some(v) = params.get("dedup").filter(|v| !v.is_empty()) {
             opts.dedup = parse_bool("dedup", v)?;
         }
@@ -225,7 +253,15 @@ impl ScopedQueryable for RequestOptions {
         if !labels.is_empty() {
             opts.replica_labels = labels.into_iter().map(str::to_string).collect();
         }
-        Ok(Arc::new(self.0.with_options(opts)))
+        let scoped: Arc<dyn Queryable> = Arc::new(self.proxy.with_options(opts));
+        Ok(match &self.tenancy {
+            None => scoped,
+            Some((label, default)) => Arc::new(hearth_api::tenancy::TenantQueryable::new(
+                scoped,
+                label,
+                params.tenant().unwrap_or(default),
+            )),
+        })
     }
 }
 
