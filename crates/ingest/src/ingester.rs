@@ -430,7 +430,7 @@ impl Ingester {
         });
         let outcomes = futures::future::join_all(parts).await;
         let mut stats = AppendStats::default();
-        let mut unavailable = None;
+        let (mut unavailable, mut refused) = (None, None);
         for outcome in outcomes {
             match outcome {
                 Ok(s) => {
@@ -438,12 +438,14 @@ impl Ingester {
                     stats.duplicates_dropped += s.duplicates_dropped;
                     stats.series_created += s.series_created;
                 }
-                // The client's fault wins: a retry would not help.
-                Err(e @ (WriteError::Rejected(_) | WriteError::TooLarge(_))) => return Err(e),
-                Err(e) => unavailable = Some(e),
+                Err(e @ WriteError::Unavailable(_)) => unavailable = Some(e),
+                Err(e) => refused = Some(e),
             }
         }
-        match unavailable {
+        // A part that may still get in wins over a refused one: the sender
+        // retries, the good part is stored, and the retry's answer is the
+        // refusal (a sender drops a request answered 4xx).
+        match unavailable.or(refused) {
             Some(e) => Err(e),
             None => Ok(stats),
         }
@@ -468,6 +470,9 @@ impl Ingester {
         let mut attempt = 0usize;
         let mut last_error = String::from("no attempt");
         let mut backoff = Duration::from_millis(20);
+        // Leader hints followed at once in a row (replicas with stale views
+        // may point at each other: then the attempts back off too).
+        let mut hops = 0;
         while Instant::now() < deadline {
             let target = self.pick_target(shard, &replicas, attempt);
             attempt += 1;
@@ -492,7 +497,10 @@ impl Ingester {
                         self.leaders.lock().insert(shard, answer.leader);
                         last_error =
                             format!("ingester {target} is not the leader of shard {shard}");
-                        continue;
+                        hops += 1;
+                        if hops < 3 {
+                            continue;
+                        }
                     }
                     self.leaders.lock().remove(&shard);
                     last_error = format!("shard {shard} has no known leader");
@@ -502,6 +510,7 @@ impl Ingester {
                     last_error = answer.message;
                 }
             }
+            hops = 0;
             let left = deadline.saturating_duration_since(Instant::now());
             tokio::time::sleep(backoff.min(left)).await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
