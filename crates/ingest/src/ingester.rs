@@ -57,7 +57,7 @@ use crate::proto::ingest::{
     AddReplicaRequest, ForwardRequest, ForwardResponse, JoinRequest, JoinResponse,
     MembershipResponse, RemoveReplicaRequest,
 };
-use crate::shard::{samples_in_command, write_command, ShardData, ShardStateMachine};
+use crate::shard::{write_command, ShardData, ShardStateMachine};
 use crate::transport::grpc::{GrpcTransport, GrpcTransportConfig, RaftService};
 use crate::transport::Router;
 
@@ -425,8 +425,9 @@ impl Ingester {
                 .iter()
                 .map(|&i| (&batch[i].labels, batch[i].samples.as_slice()))
                 .collect();
+            let samples = series.iter().map(|(_, s)| s.len()).sum();
             let command = Bytes::from(write_command(tenant, &series));
-            self.write_shard(shard, command, deadline)
+            self.write_shard(shard, command, samples, deadline)
         });
         let outcomes = futures::future::join_all(parts).await;
         let mut stats = AppendStats::default();
@@ -456,6 +457,7 @@ impl Ingester {
         &self,
         shard: u64,
         command: Bytes,
+        samples: usize,
         deadline: Instant,
     ) -> Result<AppendStats, WriteError> {
         if command.len() > self.config.max_shard_write_bytes {
@@ -477,9 +479,11 @@ impl Ingester {
             let target = self.pick_target(shard, &replicas, attempt);
             attempt += 1;
             let answer = if target == self.config.node_id {
-                self.propose_local(shard, command.clone(), deadline).await
+                self.propose_local(shard, command.clone(), samples, deadline)
+                    .await
             } else {
-                self.forward(target, shard, command.clone(), deadline).await
+                self.forward(target, shard, command.clone(), samples, deadline)
+                    .await
             };
             match answer.outcome() {
                 Outcome::Ok => {
@@ -544,6 +548,7 @@ impl Ingester {
         &self,
         shard: u64,
         command: Bytes,
+        samples: usize,
         deadline: Instant,
     ) -> ForwardResponse {
         let Some(replica) = self.replica(shard) else {
@@ -557,7 +562,6 @@ impl Ingester {
                 status.leader_id.map_or(0, ingester_of),
             );
         }
-        let samples = samples_in_command(&command);
         self.metrics.proposals.inc();
         let timeout = deadline.saturating_duration_since(Instant::now());
         let outcome = tokio::time::timeout(timeout, replica.handle.propose(command.to_vec())).await;
@@ -594,6 +598,7 @@ impl Ingester {
         target: u64,
         shard: u64,
         command: Bytes,
+        samples: usize,
         deadline: Instant,
     ) -> ForwardResponse {
         let Some(mut client) = self.client(target) else {
@@ -604,7 +609,11 @@ impl Ingester {
             );
         };
         self.metrics.forwarded.inc();
-        let mut request = Request::new(ForwardRequest { shard, command });
+        let mut request = Request::new(ForwardRequest {
+            shard,
+            command,
+            samples: samples as u64,
+        });
         // A leader that stopped answering (frozen, cut off) must not hold
         // the write for the whole timeout: after a bounded attempt the
         // next one goes to whoever leads by then.
@@ -830,10 +839,16 @@ impl Ingest for ForwardService {
             .and_then(parse_grpc_timeout)
             .unwrap_or(self.0.config.write_timeout)
             .min(self.0.config.write_timeout);
-        let ForwardRequest { shard, command } = request.into_inner();
+        let ForwardRequest {
+            shard,
+            command,
+            samples,
+        } = request.into_inner();
         let deadline = Instant::now() + timeout;
         Ok(Response::new(
-            self.0.propose_local(shard, command, deadline).await,
+            self.0
+                .propose_local(shard, command, samples as usize, deadline)
+                .await,
         ))
     }
 

@@ -23,6 +23,7 @@ pub mod proto;
 pub mod shard;
 pub mod state_machine;
 pub mod transport;
+pub mod wire;
 
 /// raft-rs, whose message and configuration types appear in this crate's API.
 pub use raft;

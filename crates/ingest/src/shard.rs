@@ -39,11 +39,11 @@ use prost::Message as _;
 use ulid::Ulid;
 
 use crate::proto::ingest::{
-    command, BlockFile, BlockUploaded, Command, CutBlock, Label, Sample as PbSample,
-    Series as PbSeries, ShardSnapshot, SnapshotBlock, SnapshotChunk, SnapshotSeries,
-    TenantSnapshot, Write,
+    command, BlockFile, BlockUploaded, Command, CutBlock, Label, ShardSnapshot, SnapshotBlock,
+    SnapshotChunk, SnapshotSeries, TenantSnapshot,
 };
 use crate::state_machine::StateMachine;
+use crate::wire::{encode_write_command, parse_write_command, WriteView};
 
 /// Prometheus's block range, the default: heads cut their chunks at its
 /// multiples and blocks span one.
@@ -212,48 +212,44 @@ impl ShardStateMachine {
         Ok(())
     }
 
-    fn apply_write(&self, write: &Write) -> Result<AppendStats, String> {
-        let head = self.data.head_for(&write.tenant);
+    fn apply_write(&self, write: &WriteView<'_>) -> Result<AppendStats, String> {
+        let head = self.data.head_for(write.tenant);
         let min_valid = head.append_min_valid();
         let mut stats = AppendStats::default();
         // Check everything first: a write is all or nothing.
         let mut plan: Vec<(Labels, Option<Arc<MemSeries>>, Vec<Sample>)> =
             Vec::with_capacity(write.series.len());
         for s in &write.series {
-            let labels = labels_from_pb(&s.labels);
+            if !s.labels.windows(2).all(|w| w[0].0 < w[1].0) {
+                return Err(format!("labels not sorted or not unique: {:?}", s.labels));
+            }
+            let labels = Labels::from_sorted(s.labels.iter().copied());
             let existing = head.get(&labels);
             let mut last = existing.as_ref().and_then(|m| m.last_sample());
             let mut fresh = Vec::with_capacity(s.samples.len());
             for x in &s.samples {
-                match check_order(last, x.timestamp, x.value) {
+                match check_order(last, x.t, x.v) {
                     Ok(AppendCheck::Append) => {
-                        if x.timestamp < min_valid {
+                        if x.t < min_valid {
                             return Err(format!(
                                 "out of bounds: sample at {} for series {labels} is older than {min_valid}",
-                                x.timestamp
+                                x.t
                             ));
                         }
-                        fresh.push(Sample::new(x.timestamp, x.value));
-                        last = Some((x.timestamp, x.value.to_bits()));
+                        fresh.push(*x);
+                        last = Some((x.t, x.v.to_bits()));
                     }
                     Ok(AppendCheck::Duplicate) => stats.duplicates_dropped += 1,
                     Err(e) => {
                         // A re-sent sample older than the newest one: a
                         // duplicate when the stored sample at its time
                         // has its value.
-                        let stored = existing
-                            .as_ref()
-                            .and_then(|m| m.sample_bits_at(x.timestamp));
-                        if stored == Some(x.value.to_bits())
-                            && fresh.last().is_none_or(|f| f.t < x.timestamp)
-                        {
+                        let stored = existing.as_ref().and_then(|m| m.sample_bits_at(x.t));
+                        if stored == Some(x.v.to_bits()) && fresh.last().is_none_or(|f| f.t < x.t) {
                             stats.duplicates_dropped += 1;
                             continue;
                         }
-                        return Err(format!(
-                            "{e}: sample at {} for series {labels}",
-                            x.timestamp
-                        ));
+                        return Err(format!("{e}: sample at {} for series {labels}", x.t));
                     }
                 }
             }
@@ -290,9 +286,14 @@ impl ShardStateMachine {
 
 impl StateMachine for ShardStateMachine {
     fn apply(&mut self, _index: u64, data: &[u8]) -> Result<(), String> {
+        if let Some(write) =
+            parse_write_command(data).map_err(|e| format!("decode command: {e}"))?
+        {
+            return self.apply_write(&write).map(|_| ());
+        }
         let command = Command::decode(data).map_err(|e| format!("decode command: {e}"))?;
         match command.command {
-            Some(command::Command::Write(w)) => self.apply_write(&w).map(|_| ()),
+            Some(command::Command::Write(_)) => unreachable!("read above"),
             Some(command::Command::CutBlock(c)) => self.apply_cut(&c),
             Some(command::Command::BlockUploaded(u)) => self.apply_uploaded(&u),
             None => Err("empty command".to_string()),
@@ -534,36 +535,11 @@ pub fn block_uploaded_command(ulid: Ulid) -> Vec<u8> {
 
 /// Encodes one tenant's series (all of one shard) as a write command.
 pub fn write_command(tenant: &str, series: &[(&Labels, &[Sample])]) -> Vec<u8> {
-    Command {
-        command: Some(command::Command::Write(Write {
-            tenant: tenant.to_string(),
-            series: series
-                .iter()
-                .map(|(labels, samples)| PbSeries {
-                    labels: labels_to_pb(labels),
-                    samples: samples
-                        .iter()
-                        .map(|s| PbSample {
-                            timestamp: s.t,
-                            value: s.v,
-                        })
-                        .collect(),
-                })
-                .collect(),
-        })),
-    }
-    .encode_to_vec()
+    encode_write_command(tenant, series)
 }
 
-/// The stats of a write command once applied, recomputed by the leader for
-/// its answer: the number of samples it carries.
-pub fn samples_in_command(data: &[u8]) -> usize {
-    match Command::decode(data) {
-        Ok(Command {
-            command: Some(command::Command::Write(w)),
-        }) => w.series.iter().map(|s| s.samples.len()).sum(),
-        _ => 0,
-    }
+fn labels_from_pb(labels: &[Label]) -> Labels {
+    Labels::from_sorted(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
 }
 
 fn labels_to_pb(labels: &Labels) -> Vec<Label> {
@@ -574,10 +550,6 @@ fn labels_to_pb(labels: &Labels) -> Vec<Label> {
             value: l.value.to_string(),
         })
         .collect()
-}
-
-fn labels_from_pb(labels: &[Label]) -> Labels {
-    Labels::from_sorted(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
 }
 
 #[cfg(test)]
