@@ -63,6 +63,10 @@ pub struct Args {
     /// Entries applied between snapshots of a shard (which compact its log).
     #[arg(long = "raft.snapshot-entries", default_value_t = 10_000)]
     snapshot_entries: u64,
+    /// Bytes of entries applied between snapshots of a shard (live entries
+    /// are kept in memory until then).
+    #[arg(long = "raft.snapshot-bytes", default_value = "64MB", value_parser = flags::bytes)]
+    snapshot_bytes: u64,
     /// Entries kept in a shard's log behind its snapshot, so that a replica
     /// lagging by less catches up from the log instead of a snapshot.
     #[arg(long = "raft.retained-entries", default_value_t = 1_000)]
@@ -132,6 +136,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.heartbeat_tick = args.heartbeat_ticks;
     config.snapshot_interval_entries = args.snapshot_entries.max(1);
     config.retained_log_entries = args.retained_entries;
+    config.snapshot_interval_bytes = args.snapshot_bytes.max(1);
     config.write_timeout = Duration::from_millis(args.write_timeout.max(1) as u64);
     config.leader_reads = args.leader_reads;
     config.block_duration = args.block_duration;

@@ -84,6 +84,9 @@ pub struct IngesterConfig {
     pub heartbeat_tick: usize,
     /// Entries applied between snapshots (and log compactions).
     pub snapshot_interval_entries: u64,
+    /// Bytes of applied entries between snapshots (the log keeps live
+    /// entries in memory).
+    pub snapshot_interval_bytes: u64,
     /// Entries kept behind a snapshot for replicas that lag by less.
     pub retained_log_entries: u64,
     /// How long a write may wait for its shards before it fails as
@@ -117,6 +120,7 @@ impl IngesterConfig {
             election_tick: 10,
             heartbeat_tick: 2,
             snapshot_interval_entries: 10_000,
+            snapshot_interval_bytes: 64 << 20,
             retained_log_entries: 1_000,
             write_timeout: Duration::from_secs(5),
             max_shard_write_bytes: 32 << 20,
@@ -307,6 +311,7 @@ impl Ingester {
         node_config.heartbeat_tick = config.heartbeat_tick;
         node_config.snapshot_interval_entries = config.snapshot_interval_entries;
         node_config.retained_log_entries = config.retained_log_entries;
+        node_config.snapshot_interval_bytes = config.snapshot_interval_bytes;
         node_config.max_proposal_bytes = config.max_shard_write_bytes;
         node_config.initial_voters = identity.voters;
         let data = ShardData::new(config.block_duration);

@@ -12,10 +12,11 @@
 //! A proposal resolves when its entry is committed (durable on a quorum)
 //! and applied to the local [`StateMachine`]; it fails with `NotLeader`
 //! (with a hint) on a follower, and with `Dropped` when its entry lost to
-//! another leader's. Every `snapshot_interval_entries` applied entries the
-//! node snapshots the state machine and compacts its log; a replica that
-//! is too far behind, or new, receives that snapshot instead. A replica
-//! that lost its directory must come back under a new id (remove the old
+//! another leader's. Every `snapshot_interval_entries` applied entries (or
+//! `snapshot_interval_bytes` of them) the node snapshots the state machine
+//! and compacts its log; a replica that is too far behind, or new, receives
+//! that snapshot instead. A replica that lost its directory must come back
+//! under a new id (remove the old
 //! one, add the new one): raft's leader would otherwise trust it to hold
 //! entries it no longer has.
 //!
@@ -67,6 +68,9 @@ pub struct NodeConfig {
     /// A snapshot is taken once this many entries were applied since the
     /// last one.
     pub snapshot_interval_entries: u64,
+    /// A snapshot is also taken once the entries applied since the last one
+    /// hold this many bytes (the log store keeps live entries in memory).
+    pub snapshot_interval_bytes: u64,
     /// Entries kept in the log behind a snapshot, so that a replica lagging
     /// by less catches up from the log rather than a whole snapshot.
     pub retained_log_entries: u64,
@@ -97,6 +101,7 @@ impl NodeConfig {
             heartbeat_tick: 2,
             initial_voters: Vec::new(),
             snapshot_interval_entries: 10_000,
+            snapshot_interval_bytes: 64 << 20,
             retained_log_entries: 1_000,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
@@ -349,6 +354,8 @@ pub struct RaftNode<S: StateMachine> {
     /// Followers a snapshot was handed to the transport for, to report to
     /// raft once the Ready is done.
     snapshots_sent: Vec<u64>,
+    /// Bytes of entries applied since the last snapshot.
+    applied_bytes_since_snapshot: u64,
     status: watch::Sender<NodeStatus>,
 }
 
@@ -400,6 +407,7 @@ impl<S: StateMachine> RaftNode<S> {
             pending: BTreeMap::new(),
             lost_log_reported_term: 0,
             snapshots_sent: Vec::new(),
+            applied_bytes_since_snapshot: 0,
             status,
         };
         node.publish_status();
@@ -655,6 +663,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// configuration changes to raft, and answers their proposers.
     fn apply_entries(&mut self, entries: Vec<Entry>) {
         for entry in entries {
+            self.applied_bytes_since_snapshot += entry.data.len() as u64;
             let (kind, outcome) = match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {
                     // A new leader's empty entry, or a refused conf change.
@@ -722,7 +731,9 @@ impl<S: StateMachine> RaftNode<S> {
         let applied = self.raw.raft.raft_log.applied;
         let since = applied.saturating_sub(self.raw.store().snapshot_index());
         let wanted = self.raw.store().take_snapshot_wanted();
-        if since == 0 || !(wanted || since >= self.config.snapshot_interval_entries) {
+        let enough = since >= self.config.snapshot_interval_entries
+            || self.applied_bytes_since_snapshot >= self.config.snapshot_interval_bytes;
+        if since == 0 || !(wanted || enough) {
             return;
         }
         if let Err(e) = self.take_snapshot() {
@@ -733,6 +744,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// Snapshots the state machine at the applied index and compacts the log
     /// behind it, keeping `retained_log_entries`.
     fn take_snapshot(&mut self) -> Result<u64> {
+        self.applied_bytes_since_snapshot = 0;
         let group = self.config.group_id;
         let applied = self.raw.raft.raft_log.applied;
         if applied <= self.raw.store().snapshot_index() {
