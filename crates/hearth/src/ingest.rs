@@ -627,7 +627,8 @@ mod tests {
             parse_label("cluster=eu"),
             Ok(("cluster".to_string(), "eu".to_string()))
         );
-        assert!(parse_label("1x=eu").is_err());
+        assert!(parse_label("=eu").is_err());
+        assert!(parse_label("eu").is_err());
     }
 
     #[test]
