@@ -285,7 +285,7 @@ impl Ingester {
             let identity = match ReplicaIdentity::read(&config.data_dir, shard)? {
                 Some(identity) => identity,
                 None if placed => {
-                    let identity = discover(config, shard, &voters, &shutdown).await?;
+                    let identity = discover(config, shard, Some(&voters), &shutdown).await?;
                     identity.write(&config.data_dir, shard)?;
                     identity
                 }
@@ -970,7 +970,7 @@ impl Ingester {
         if self.replica(shard).is_some() {
             return Ok(());
         }
-        let identity = join_existing(&self.config, shard, &self.shutdown)
+        let identity = discover(&self.config, shard, None, &self.shutdown)
             .await
             .map_err(|e| format!("join shard {shard}: {e}"))?;
         identity
@@ -1144,51 +1144,6 @@ fn membership(outcome: MembershipOutcome, leader: u64, message: &str) -> Members
     }
 }
 
-/// Joins `shard` through its leader under a new generation, asking every
-/// peer for the leader; never bootstraps. Retried until `shutdown`.
-async fn join_existing(
-    config: &IngesterConfig,
-    shard: u64,
-    shutdown: &CancellationToken,
-) -> Result<ReplicaIdentity> {
-    let candidate = replica_id(config.node_id, new_generation());
-    let peers: Vec<u64> = config
-        .peers
-        .keys()
-        .copied()
-        .filter(|p| *p != config.node_id)
-        .collect();
-    loop {
-        let mut next = peers.clone();
-        let mut asked = std::collections::HashSet::new();
-        while let Some(peer) = next.pop() {
-            if !asked.insert(peer) {
-                continue;
-            }
-            let Some(address) = config.peers.get(&peer) else {
-                continue;
-            };
-            let Ok(answer) = join_rpc(address, shard, candidate).await else {
-                continue;
-            };
-            match answer.outcome() {
-                JoinOutcome::Joined => {
-                    return Ok(ReplicaIdentity {
-                        replica_id: candidate,
-                        voters: answer.voters,
-                    })
-                }
-                JoinOutcome::NotLeader if answer.leader != 0 => next.push(answer.leader),
-                _ => {}
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Err(Error::Shutdown),
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
-}
-
 /// A random generation for a new replica id (1..=0xfffe).
 fn new_generation() -> u64 {
     let now = std::time::SystemTime::now()
@@ -1280,23 +1235,26 @@ impl ReplicaIdentity {
     }
 }
 
-/// Decides how a replica with a new directory starts: bootstrapped as
-/// generation 0 when no peer of the shard has committed anything yet (the
-/// cluster is new), else joined under a new generation through the leader,
-/// retried until it succeeds or `shutdown`.
+/// How a replica with a new directory starts. With `bootstrap` (the
+/// ingesters the shard is placed on), it is bootstrapped as generation 0
+/// when no peer of the shard has committed anything yet (the cluster is
+/// new). Otherwise, and always without `bootstrap` (a replica added
+/// online), it joins under a new generation through the leader, found by
+/// asking the peers and following their hints; retried until it succeeds
+/// or `shutdown`.
 async fn discover(
     config: &IngesterConfig,
     shard: u64,
-    placed: &[u64],
+    bootstrap: Option<&[u64]>,
     shutdown: &CancellationToken,
 ) -> Result<ReplicaIdentity> {
     let candidate = replica_id(config.node_id, new_generation());
-    let peers: Vec<u64> = placed
-        .iter()
-        .copied()
+    let peers: Vec<u64> = bootstrap
+        .map_or_else(|| config.peers.keys().copied().collect(), <[u64]>::to_vec)
+        .into_iter()
         .filter(|p| *p != config.node_id)
         .collect();
-    let mut history = false;
+    let mut history = bootstrap.is_none();
     let mut round = 0u32;
     loop {
         let mut next: Vec<u64> = peers.clone();
@@ -1333,7 +1291,7 @@ async fn discover(
                 JoinOutcome::Unavailable => history |= answer.commit > 0,
             }
         }
-        if !history {
+        if let (false, Some(placed)) = (history, bootstrap) {
             return Ok(ReplicaIdentity {
                 replica_id: replica_id(config.node_id, 0),
                 voters: placed.iter().map(|p| replica_id(*p, 0)).collect(),
