@@ -98,10 +98,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .query()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
-        let tenant = crate::remote_write::TENANT_HEADERS
-            .iter()
-            .find_map(|h| req.headers().get(*h))
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let tenant = crate::remote_write::tenant_of(req.headers());
         let is_form = req
             .headers()
             .get(header::CONTENT_TYPE)

@@ -27,6 +27,15 @@ const WRITTEN_EXEMPLARS: &str = "x-prometheus-remote-write-exemplars-written";
 /// Headers that name the tenant of a write, in order of precedence
 /// (Cortex's and Thanos's names); only multi-tenant storages read them.
 pub const TENANT_HEADERS: [&str; 2] = ["x-scope-orgid", "thanos-tenant"];
+
+/// The tenant a request's headers name, if any (invalid UTF-8 kept as
+/// replacement characters, for the storage to refuse).
+pub fn tenant_of(headers: &HeaderMap) -> Option<String> {
+    TENANT_HEADERS
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
 /// Samples further than this in the future are refused.
 pub const MAX_FUTURE_MS: i64 = 10 * 60 * 1000;
 
@@ -148,11 +157,8 @@ async fn receive(state: &ApiState, headers: &HeaderMap, body: Body, written: &mu
     if batch.is_empty() {
         return done();
     }
-    let tenant = TENANT_HEADERS
-        .iter()
-        .find_map(|h| headers.get(*h))
-        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
-    match appendable.append_for_tenant(tenant, batch).await {
+    let tenant = tenant_of(headers);
+    match appendable.append_for_tenant(tenant.as_deref(), batch).await {
         Ok(stats) => {
             state.metrics.remote_write_samples.inc_by(samples as u64);
             *written = (stats.samples_appended + stats.duplicates_dropped) as u64;

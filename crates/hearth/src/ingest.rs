@@ -153,12 +153,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("create {}", args.data_dir.display()))?;
 
     let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        crate::standalone::wait_for_signal().await;
-        tracing::info!("shutting down");
-        signal.cancel();
-    });
+    crate::standalone::cancel_on_signal(&shutdown);
 
     let ingester = Ingester::start(config, shutdown.clone())
         .await
@@ -362,14 +357,14 @@ impl hearth_api::ScopedQueryable for TenantScope {
     ) -> hearth_api::ApiResult<Arc<dyn hearth_storage_api::Queryable>> {
         match params.tenant() {
             None => Ok(self.0.clone()),
-            Some(t) if valid_tenant(t) => Ok(Arc::new(hearth_api::tenancy::TenantQueryable::new(
-                self.0.clone(),
-                TENANT_LABEL,
-                t,
-            ))),
-            Some(t) => Err(hearth_api::ApiError::bad_data(format!(
-                "invalid tenant {t:?}: 1 to 128 characters of A-Z a-z 0-9 _ - ."
-            ))),
+            Some(t) => {
+                check_tenant(t).map_err(hearth_api::ApiError::bad_data)?;
+                Ok(Arc::new(hearth_api::tenancy::TenantQueryable::new(
+                    self.0.clone(),
+                    TENANT_LABEL,
+                    t,
+                )))
+            }
         }
     }
 }
@@ -389,11 +384,7 @@ impl Appendable for IngestAppendable {
         batch: Vec<SeriesSamples>,
     ) -> hearth_storage_api::Result<AppendStats> {
         let tenant = tenant.unwrap_or(DEFAULT_TENANT);
-        if !valid_tenant(tenant) {
-            return Err(StorageError::BadRequest(format!(
-                "invalid tenant {tenant:?}: 1 to 128 characters of A-Z a-z 0-9 _ - ."
-            )));
-        }
+        check_tenant(tenant).map_err(StorageError::BadRequest)?;
         self.0.write(tenant, batch).await.map_err(|e| match e {
             WriteError::Rejected(m) | WriteError::TooLarge(m) => StorageError::BadRequest(m),
             WriteError::Unavailable(m) => StorageError::Unavailable(m),
@@ -401,15 +392,22 @@ impl Appendable for IngestAppendable {
     }
 }
 
-/// Tenant names as Thanos accepts them: they become directory names and
-/// label values.
-fn valid_tenant(t: &str) -> bool {
-    !t.is_empty()
+/// Tenant names as Thanos accepts them: they become label values and
+/// must be safe as directory names.
+fn check_tenant(t: &str) -> Result<(), String> {
+    let valid = !t.is_empty()
         && t.len() <= 128
         && t != "."
         && t != ".."
         && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid tenant {t:?}: 1 to 128 characters of A-Z a-z 0-9 _ - ."
+        ))
+    }
 }
 
 fn role_name(s: &NodeStatus) -> &'static str {
@@ -590,7 +588,7 @@ impl StatusMetrics {
             let shard = ShardLabel {
                 shard: s.group_id.to_string(),
             };
-            let is_leader = role_name(s) == "leader";
+            let is_leader = s.role == hearth_ingest::node::Role::Leader;
             self.leader.get_or_create(&shard).set(i64::from(is_leader));
             self.term.get_or_create(&shard).set(s.term as i64);
             self.commit.get_or_create(&shard).set(s.commit as i64);
@@ -633,10 +631,10 @@ mod tests {
 
     #[test]
     fn tenants_are_checked() {
-        assert!(valid_tenant("team-a.prod_1"));
-        assert!(!valid_tenant(""));
-        assert!(!valid_tenant(".."));
-        assert!(!valid_tenant("a/b"));
-        assert!(!valid_tenant(&"x".repeat(129)));
+        assert!(check_tenant("team-a.prod_1").is_ok());
+        assert!(check_tenant("").is_err());
+        assert!(check_tenant("..").is_err());
+        assert!(check_tenant("a/b").is_err());
+        assert!(check_tenant(&"x".repeat(129)).is_err());
     }
 }

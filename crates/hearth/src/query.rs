@@ -215,12 +215,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen on {}", args.http_address))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        crate::standalone::wait_for_signal().await;
-        tracing::info!("shutting down");
-        signal.cancel();
-    });
+    crate::standalone::cancel_on_signal(&shutdown);
     let server_shutdown = shutdown.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { server_shutdown.cancelled().await })

@@ -267,12 +267,7 @@ pub async fn run(args: Args, mode: Mode) -> anyhow::Result<()> {
         Duration::from_millis(args.compaction_interval.max(100) as u64),
         shutdown.clone(),
     ));
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        signal.cancel();
-    });
+    cancel_on_signal(&shutdown);
     let server_shutdown = shutdown.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
@@ -447,7 +442,17 @@ async fn compaction_loop(
     }
 }
 
-pub(crate) async fn wait_for_signal() {
+/// Cancels `shutdown` on SIGINT or SIGTERM (every subcommand's way out).
+pub(crate) fn cancel_on_signal(shutdown: &CancellationToken) {
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+}
+
+async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -52,12 +52,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        crate::standalone::wait_for_signal().await;
-        tracing::info!("shutting down");
-        signal.cancel();
-    });
+    crate::standalone::cancel_on_signal(&shutdown);
 
     let bucket = hearth_objstore::Bucket::from_config_file(&args.objstore_config_file)
         .with_context(|| {

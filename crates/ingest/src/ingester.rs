@@ -43,7 +43,7 @@ use hearth_storage_api::{
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::error::{Error, ProposeError, Result};
@@ -57,9 +57,10 @@ use crate::proto::ingest::{
     AddReplicaRequest, ForwardRequest, ForwardResponse, JoinRequest, JoinResponse,
     MembershipResponse, RemoveReplicaRequest,
 };
-use crate::shard::{write_command, ShardData, ShardStateMachine};
-use crate::transport::grpc::{GrpcTransport, GrpcTransportConfig, RaftService};
+use crate::shard::{ShardData, ShardStateMachine};
+use crate::transport::grpc::{peer_endpoint, GrpcTransport, GrpcTransportConfig, RaftService};
 use crate::transport::Router;
+use crate::wire::encode_write_command;
 
 /// The tenant of writes without a tenant header (Thanos's default).
 pub const DEFAULT_TENANT: &str = "default-tenant";
@@ -285,7 +286,7 @@ impl Ingester {
             let identity = match ReplicaIdentity::read(&config.data_dir, shard)? {
                 Some(identity) => identity,
                 None if placed => {
-                    let identity = discover(config, shard, Some(&voters), &shutdown).await?;
+                    let identity = ingester.discover(shard, Some(&voters)).await?;
                     identity.write(&config.data_dir, shard)?;
                     identity
                 }
@@ -394,14 +395,6 @@ impl Ingester {
             .collect()
     }
 
-    /// Handles of the local replicas, by shard (membership changes, tests).
-    pub fn handles(&self) -> BTreeMap<u64, NodeHandle> {
-        self.replica_list()
-            .into_iter()
-            .map(|(s, r)| (s, r.handle.clone()))
-            .collect()
-    }
-
     /// Whether every local replica knows a leader.
     pub fn ready(&self) -> bool {
         self.replica_list()
@@ -431,7 +424,7 @@ impl Ingester {
                 .map(|&i| (&batch[i].labels, batch[i].samples.as_slice()))
                 .collect();
             let samples = series.iter().map(|(_, s)| s.len()).sum();
-            let command = Bytes::from(write_command(tenant, &series));
+            let command = Bytes::from(encode_write_command(tenant, &series));
             self.write_shard(shard, command, samples, deadline)
         });
         let outcomes = futures::future::join_all(parts).await;
@@ -642,13 +635,7 @@ impl Ingester {
         if let Some(c) = clients.get(&node) {
             return Some(c.clone());
         }
-        let address = self.config.peers.get(&node)?;
-        let url = if address.contains("://") {
-            address.clone()
-        } else {
-            format!("http://{address}")
-        };
-        let endpoint = Endpoint::from_shared(url)
+        let endpoint = peer_endpoint(self.config.peers.get(&node)?)
             .ok()?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true);
@@ -970,7 +957,8 @@ impl Ingester {
         if self.replica(shard).is_some() {
             return Ok(());
         }
-        let identity = discover(&self.config, shard, None, &self.shutdown)
+        let identity = self
+            .discover(shard, None)
             .await
             .map_err(|e| format!("join shard {shard}: {e}"))?;
         identity
@@ -1235,103 +1223,89 @@ impl ReplicaIdentity {
     }
 }
 
-/// How a replica with a new directory starts. With `bootstrap` (the
-/// ingesters the shard is placed on), it is bootstrapped as generation 0
-/// when no peer of the shard has committed anything yet (the cluster is
-/// new). Otherwise, and always without `bootstrap` (a replica added
-/// online), it joins under a new generation through the leader, found by
-/// asking the peers and following their hints; retried until it succeeds
-/// or `shutdown`.
-async fn discover(
-    config: &IngesterConfig,
-    shard: u64,
-    bootstrap: Option<&[u64]>,
-    shutdown: &CancellationToken,
-) -> Result<ReplicaIdentity> {
-    let candidate = replica_id(config.node_id, new_generation());
-    let peers: Vec<u64> = bootstrap
-        .map_or_else(|| config.peers.keys().copied().collect(), <[u64]>::to_vec)
-        .into_iter()
-        .filter(|p| *p != config.node_id)
-        .collect();
-    let mut history = bootstrap.is_none();
-    let mut round = 0u32;
-    loop {
-        let mut next: Vec<u64> = peers.clone();
-        let mut asked = std::collections::HashSet::new();
-        while let Some(peer) = next.pop() {
-            if !asked.insert(peer) {
-                continue;
-            }
-            let Some(address) = config.peers.get(&peer) else {
-                continue;
-            };
-            let Ok(answer) = join_rpc(address, shard, candidate).await else {
-                continue;
-            };
-            match answer.outcome() {
-                JoinOutcome::Joined => {
-                    tracing::info!(
-                        shard,
-                        replica = candidate,
-                        leader = peer,
-                        "joined the shard"
-                    );
-                    return Ok(ReplicaIdentity {
-                        replica_id: candidate,
-                        voters: answer.voters,
-                    });
+impl Ingester {
+    /// How a replica with a new directory starts. With `bootstrap` (the
+    /// ingesters the shard is placed on), it is bootstrapped as generation 0
+    /// when no peer of the shard has committed anything yet (the cluster is
+    /// new). Otherwise, and always without `bootstrap` (a replica added
+    /// online), it joins under a new generation through the leader, found by
+    /// asking the peers and following their hints; retried until it succeeds
+    /// or `shutdown`.
+    async fn discover(&self, shard: u64, bootstrap: Option<&[u64]>) -> Result<ReplicaIdentity> {
+        let config = &self.config;
+        let shutdown = &self.shutdown;
+        let candidate = replica_id(config.node_id, new_generation());
+        let peers: Vec<u64> = bootstrap
+            .map_or_else(|| config.peers.keys().copied().collect(), <[u64]>::to_vec)
+            .into_iter()
+            .filter(|p| *p != config.node_id)
+            .collect();
+        let mut history = bootstrap.is_none();
+        let mut round = 0u32;
+        loop {
+            let mut next: Vec<u64> = peers.clone();
+            let mut asked = std::collections::HashSet::new();
+            while let Some(peer) = next.pop() {
+                if !asked.insert(peer) {
+                    continue;
                 }
-                JoinOutcome::NotLeader => {
-                    history |= answer.commit > 0;
-                    if answer.leader != 0 {
-                        next.push(answer.leader);
+                let Ok(answer) = self.join_rpc(peer, shard, candidate).await else {
+                    continue;
+                };
+                match answer.outcome() {
+                    JoinOutcome::Joined => {
+                        tracing::info!(
+                            shard,
+                            replica = candidate,
+                            leader = peer,
+                            "joined the shard"
+                        );
+                        return Ok(ReplicaIdentity {
+                            replica_id: candidate,
+                            voters: answer.voters,
+                        });
                     }
+                    JoinOutcome::NotLeader => {
+                        history |= answer.commit > 0;
+                        if answer.leader != 0 {
+                            next.push(answer.leader);
+                        }
+                    }
+                    JoinOutcome::Unavailable => history |= answer.commit > 0,
                 }
-                JoinOutcome::Unavailable => history |= answer.commit > 0,
             }
-        }
-        if let (false, Some(placed)) = (history, bootstrap) {
-            return Ok(ReplicaIdentity {
-                replica_id: replica_id(config.node_id, 0),
-                voters: placed.iter().map(|p| replica_id(*p, 0)).collect(),
-            });
-        }
-        if round.is_multiple_of(10) {
-            tracing::warn!(
-                shard,
-                "the shard has a history: waiting for its leader to let this new replica join"
-            );
-        }
-        round += 1;
-        tokio::select! {
-            _ = shutdown.cancelled() => return Err(Error::Shutdown),
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            if let (false, Some(placed)) = (history, bootstrap) {
+                return Ok(ReplicaIdentity {
+                    replica_id: replica_id(config.node_id, 0),
+                    voters: placed.iter().map(|p| replica_id(*p, 0)).collect(),
+                });
+            }
+            if round.is_multiple_of(10) {
+                tracing::warn!(
+                    shard,
+                    "the shard has a history: waiting for its leader to let this new replica join"
+                );
+            }
+            round += 1;
+            tokio::select! {
+                _ = shutdown.cancelled() => return Err(Error::Shutdown),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
         }
     }
-}
 
-async fn join_rpc(address: &str, shard: u64, replica: u64) -> Result<JoinResponse, Status> {
-    let url = if address.contains("://") {
-        address.to_string()
-    } else {
-        format!("http://{address}")
-    };
-    let endpoint = Endpoint::from_shared(url)
-        .map_err(|e| Status::invalid_argument(e.to_string()))?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(10));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
-    Ok(IngestClient::new(channel)
-        .join(JoinRequest {
+    /// Asks ingester `peer` to let `replica` join `shard`.
+    async fn join_rpc(&self, peer: u64, shard: u64, replica: u64) -> Result<JoinResponse, Status> {
+        let mut client = self
+            .client(peer)
+            .ok_or_else(|| Status::invalid_argument(format!("unknown ingester {peer}")))?;
+        let mut request = Request::new(JoinRequest {
             shard,
             replica_id: replica,
-        })
-        .await?
-        .into_inner())
+        });
+        request.set_timeout(Duration::from_secs(10));
+        Ok(client.join(request).await?.into_inner())
+    }
 }
 
 /// A `grpc-timeout` header value (`<digits><unit>`).

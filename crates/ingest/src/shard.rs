@@ -43,7 +43,7 @@ use crate::proto::ingest::{
     SnapshotChunk, SnapshotSeries, TenantSnapshot,
 };
 use crate::state_machine::StateMachine;
-use crate::wire::{encode_write_command, parse_write_command, WriteView};
+use crate::wire::{parse_write_command, WriteView};
 
 /// Prometheus's block range, the default: heads cut their chunks at its
 /// multiples and blocks span one.
@@ -533,11 +533,6 @@ pub fn block_uploaded_command(ulid: Ulid) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// Encodes one tenant's series (all of one shard) as a write command.
-pub fn write_command(tenant: &str, series: &[(&Labels, &[Sample])]) -> Vec<u8> {
-    encode_write_command(tenant, series)
-}
-
 fn labels_from_pb(labels: &[Label]) -> Labels {
     Labels::from_sorted(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
 }
@@ -557,10 +552,11 @@ mod tests {
     use hearth_model::{MatchOp, Matcher};
 
     use super::*;
+    use crate::wire::encode_write_command;
 
     fn write(tenant: &str, labels: &Labels, samples: &[(i64, f64)]) -> Vec<u8> {
         let samples: Vec<Sample> = samples.iter().map(|&(t, v)| Sample::new(t, v)).collect();
-        write_command(tenant, &[(labels, &samples)])
+        encode_write_command(tenant, &[(labels, &samples)])
     }
 
     fn stored(data: &ShardData, tenant: &str, labels: &Labels) -> Vec<(i64, f64)> {
@@ -608,7 +604,7 @@ mod tests {
         sm.apply(1, &write("t", &a, &[(2000, 2.0)])).expect("first");
         let samples_b = [Sample::new(5000, 5.0)];
         let samples_a = [Sample::new(1000, 1.0)];
-        let bad = write_command("t", &[(&b, &samples_b), (&a, &samples_a)]);
+        let bad = encode_write_command("t", &[(&b, &samples_b), (&a, &samples_a)]);
         let err = sm.apply(2, &bad).expect_err("out of order");
         assert!(err.contains("out of order"), "{err}");
         assert!(data.heads()[0].1.get(&b).is_none(), "b must not be stored");

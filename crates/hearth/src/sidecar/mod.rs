@@ -50,12 +50,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        crate::standalone::wait_for_signal().await;
-        tracing::info!("shutting down");
-        signal.cancel();
-    });
+    crate::standalone::cancel_on_signal(&shutdown);
 
     let prom = Arc::new(PrometheusClient::new(&args.prometheus_url)?);
     let external = match wait_for_prometheus(&prom, &shutdown).await {

@@ -202,17 +202,22 @@ async fn run_peer(
 
 /// The channel settings for a peer at `address` (`host:port` or a URL).
 fn endpoint(address: &str, config: &GrpcTransportConfig) -> Result<Endpoint> {
+    Ok(peer_endpoint(address)?
+        .connect_timeout(config.connect_timeout)
+        .timeout(config.request_timeout)
+        .tcp_nodelay(true))
+}
+
+/// The endpoint of an ingester at `address` (`host:port` or a URL), for
+/// raft messages and the ingesters' own RPCs alike.
+pub fn peer_endpoint(address: &str) -> Result<Endpoint> {
     let url = if address.contains("://") {
         address.to_string()
     } else {
         format!("http://{address}")
     };
-    let endpoint = Endpoint::from_shared(url)
-        .map_err(|e| Error::InvalidArgument(format!("raft peer address {address:?}: {e}")))?;
-    Ok(endpoint
-        .connect_timeout(config.connect_timeout)
-        .timeout(config.request_timeout)
-        .tcp_nodelay(true))
+    Endpoint::from_shared(url)
+        .map_err(|e| Error::InvalidArgument(format!("ingester address {address:?}: {e}")))
 }
 
 /// The server side: delivers incoming batches through a [`Router`].
