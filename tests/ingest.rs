@@ -8,6 +8,8 @@
 //!   never sent; writes are acknowledged again within 5 s of each kill (the
 //!   recovery times and the write latencies are printed: run with
 //!   `--nocapture` to see them);
+//! - a follower that receives a write after its shard's leader froze
+//!   forwards it to the new leader, not to the frozen one it cached;
 //! - a minority never acknowledges: loopback has no partitions, so nodes
 //!   are frozen with SIGSTOP instead; with one of three frozen the other
 //!   two acknowledge, with two frozen the last one answers 503; after
@@ -1714,6 +1716,78 @@ fn partitioned_minority_never_acknowledges() {
     cluster.wait_leaders();
     // The unacknowledged write of the minority may or may not have been
     // committed since; either way the three agree.
+    wait_replicas_hold(&cluster, &ledger, Duration::from_secs(20));
+}
+
+/// A write that reaches a follower after its shard's leader stopped
+/// answering goes to the newly elected leader once the follower knows it,
+/// never to the frozen leader it last forwarded to. Found by the chaos
+/// suite: in containers a killed leader's connections hang instead of
+/// being reset, and the parts a follower forwarded to the leader it had
+/// cached waited out a 2 s attempt even after the shard had elected
+/// another (5.7 s to accept writes again after a leader kill, over 5 s).
+#[test]
+fn forwards_follow_the_new_leader_not_the_frozen_one() {
+    let _serial = serial();
+    let mut cluster = Cluster::start();
+    let mut ledger = Ledger::default();
+    let victim = cluster.leader_of(0);
+    let via = (1..=NODES)
+        .find(|&id| id != victim)
+        .expect("three ingesters");
+    let through = [cluster.write_url(via)];
+    // Writes through `via` forward shard 0's part to the victim, which
+    // `via` then remembers as the leader.
+    for _ in 0..3 {
+        write_acknowledged(
+            &cluster,
+            &mut ledger,
+            &through,
+            Duration::from_secs(10),
+            &format!("sent to ingester {via}"),
+        );
+    }
+    cluster.freeze(victim);
+    // `via`'s own replicas elect or learn other leaders for every shard.
+    let known = poll(Duration::from_secs(20), || {
+        let status = cluster.status(via)?;
+        match (0..SHARDS).find(|&shard| {
+            shard_status(&status, shard)
+                .and_then(|s| s["leader"].as_u64())
+                .is_none_or(|leader| leader == victim || leader == 0)
+        }) {
+            Some(shard) => Err(format!(
+                "ingester {via} knows no leader of shard {shard} but the frozen {victim}"
+            )),
+            None => Ok(()),
+        }
+    });
+    if let Err(e) = known {
+        panic!("{e} within 20 s\n{}", cluster.logs());
+    }
+    let forward_failures = || {
+        metric_sum(&cluster.base(via), "hearth_ingest_forward_failures_total")
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let before = forward_failures();
+    let took = write_acknowledged(
+        &cluster,
+        &mut ledger,
+        &through,
+        Duration::from_secs(10),
+        &format!("sent to ingester {via} with ingester {victim} frozen"),
+    );
+    let after = forward_failures();
+    cluster.thaw(victim);
+    assert_eq!(
+        after,
+        before,
+        "ingester {via} forwarded to the frozen ingester {victim} although its replicas knew \
+         the new leaders (the write took {took:?})\n{}",
+        cluster.logs()
+    );
+    println!("with ingester {victim} frozen, a write through ingester {via} took {took:?}");
+    cluster.wait_leaders();
     wait_replicas_hold(&cluster, &ledger, Duration::from_secs(20));
 }
 

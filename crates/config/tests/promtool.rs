@@ -257,16 +257,22 @@ const VALID: &[&str] = &[
 /// Prometheus itself prints for those actions fails to load again.
 const PROMTOOL_REJECTS_ITS_OWN_RENDERING: &[&str] = &["relabel-actions.yml"];
 
-/// The configurations Hearth ships for users (`deploy/config/`).
+/// The configurations Hearth ships for users: `deploy/config/` and the
+/// compose cluster's scrapers (`deploy/compose/config/`, but its bucket).
 fn shipped_examples() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
-        .collect();
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let mut files = Vec::new();
+    for dir in [deploy.join("config"), deploy.join("compose/config")] {
+        files.extend(
+            std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+                .filter(|p| !p.ends_with("bucket.yml")),
+        );
+    }
     files.sort();
-    assert!(!files.is_empty(), "no example in {}", dir.display());
+    assert!(files.len() >= 2, "shipped examples missing: {files:?}");
     files
 }
 

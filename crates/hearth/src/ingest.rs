@@ -30,8 +30,12 @@ use crate::flags;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// This ingester's id (a key of `--peers`, not 0).
-    #[arg(long = "node-id")]
-    node_id: u64,
+    #[arg(long = "node-id", required_unless_present = "node_id_from_hostname")]
+    node_id: Option<u64>,
+    /// Take the id from the host name instead: its number after the last
+    /// `-`, plus 1 (a StatefulSet's pod `hearth-ingest-0` is ingester 1).
+    #[arg(long = "node-id-from-hostname", conflicts_with = "node_id")]
+    node_id_from_hostname: bool,
     /// Every ingester of the cluster as `id=host:port` (their gRPC
     /// addresses), comma separated or repeated.
     #[arg(long = "peers", value_delimiter = ',', required = true, value_parser = parse_peer)]
@@ -111,6 +115,23 @@ fn parse_peer(v: &str) -> Result<(u64, String), String> {
     Ok((id, address.trim().to_string()))
 }
 
+/// This machine's host name (a pod's is its name).
+fn host_name() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .context("read the host name (/proc/sys/kernel/hostname, $HOSTNAME)")?;
+    Ok(name.trim().to_string())
+}
+
+/// `--node-id-from-hostname`: `hearth-ingest-2` is ingester 3.
+fn node_id_of_host(host: &str) -> anyhow::Result<u64> {
+    let ordinal = host
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse::<u64>().ok())
+        .with_context(|| format!("host name {host:?} does not end in -<number>"))?;
+    Ok(ordinal + 1)
+}
+
 fn parse_label(v: &str) -> Result<(String, String), String> {
     let (name, value) = v
         .split_once('=')
@@ -123,12 +144,16 @@ fn parse_label(v: &str) -> Result<(String, String), String> {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let started = hearth_api::system_clock()();
+    let node_id = match args.node_id {
+        Some(id) => id,
+        None => node_id_of_host(&host_name()?)?,
+    };
     let peers: BTreeMap<u64, String> = args.peers.iter().cloned().collect();
     anyhow::ensure!(
         peers.len() == args.peers.len(),
         "--peers names an ingester id twice"
     );
-    let mut config = IngesterConfig::new(args.node_id, peers, args.data_dir.clone());
+    let mut config = IngesterConfig::new(node_id, peers, args.data_dir.clone());
     config.shards = args.shards;
     config.replication_factor = args.replication_factor;
     config.tick_interval = Duration::from_millis(args.tick_interval.max(1) as u64);
@@ -160,10 +185,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .context("start the shard replicas")?;
 
     let mut external: Vec<(String, String)> = args.labels.clone();
-    external.push((
-        args.replica_label.clone(),
-        format!("ingester-{}", args.node_id),
-    ));
+    external.push((args.replica_label.clone(), format!("ingester-{node_id}")));
     let external = Labels::new(external.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let info = {
         let external = external.clone();
@@ -627,6 +649,14 @@ mod tests {
         );
         assert!(parse_label("=eu").is_err());
         assert!(parse_label("eu").is_err());
+    }
+
+    #[test]
+    fn node_ids_come_from_pod_names() {
+        assert_eq!(node_id_of_host("hearth-ingest-0").unwrap(), 1);
+        assert_eq!(node_id_of_host("ingester-12").unwrap(), 13);
+        assert!(node_id_of_host("ingester").is_err());
+        assert!(node_id_of_host("ingester-x").is_err());
     }
 
     #[test]

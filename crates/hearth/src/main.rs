@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
     version,
     about = "A horizontally scalable, Prometheus-compatible monitoring system"
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Log filter, e.g. `info` or `hearth_tsdb=debug`.
     #[arg(
         long = "log.level",
@@ -54,6 +54,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log_level)?)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Standalone(args) => {

@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use clap::Parser as _;
 use hearth_exposition::{Entry, Format, Parser};
 use hearth_model::{Labels, Sample};
 use hearth_storage_api::SelectHints;
@@ -46,6 +47,26 @@ enum Tool {
         /// The script files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// GET a URL and exit 0 on a 2xx answer, 1 otherwise: the health check
+    /// of an image that has no shell and no curl. With `--tcp`, only
+    /// connect to `host:port`.
+    Probe {
+        /// e.g. `http://127.0.0.1:10902/-/ready`, or `host:port` with `--tcp`.
+        target: String,
+        /// Succeed once a TCP connection to `target` (`host:port`) is open.
+        #[arg(long = "tcp")]
+        tcp: bool,
+        /// How long to wait for the answer.
+        #[arg(long = "timeout", default_value = "5s", value_parser = flags::duration_ms)]
+        timeout: i64,
+    },
+    /// Check a `hearth` command line without running it: exit 0 when every
+    /// flag parses, else print clap's error and exit 2 (manifests' tests).
+    CheckArgs {
+        /// The arguments after `hearth`, e.g. `-- ingest --node-id 1 ...`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -115,6 +136,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     format,
                 },
         } => dump(&dir, min_time, max_time, &format),
+        Tool::Probe {
+            target,
+            tcp,
+            timeout,
+        } => probe(&target, tcp, timeout),
+        Tool::CheckArgs { args } => {
+            let argv = std::iter::once("hearth".to_string()).chain(args);
+            if let Err(e) = crate::Cli::try_parse_from(argv) {
+                e.exit();
+            }
+            Ok(())
+        }
         Tool::Promqltest { files } => {
             let code = hearth_promqltest::main_with_args(&files);
             if code != 0 {
@@ -123,6 +156,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `tools probe`: one GET, success on 2xx (or one TCP connect).
+fn probe(target: &str, tcp: bool, timeout_ms: i64) -> anyhow::Result<()> {
+    let timeout = std::time::Duration::from_millis(timeout_ms.max(1) as u64);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    if tcp {
+        return rt.block_on(async {
+            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(target)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!("connect {target}"))),
+                Err(_) => bail!("connect {target}: timed out"),
+            }
+        });
+    }
+    let status = rt.block_on(async {
+        reqwest::Client::builder()
+            .timeout(timeout)
+            .build()?
+            .get(target)
+            .send()
+            .await
+            .map(|r| r.status())
+    });
+    let status = status.with_context(|| format!("GET {target}"))?;
+    if !status.is_success() {
+        bail!("GET {target}: {status}");
+    }
+    Ok(())
 }
 
 /// Parses an OpenMetrics exposition with timestamps into sorted series.
@@ -260,4 +324,64 @@ fn dump(dir: &std::path::Path, min_time: i64, max_time: i64, format: &str) -> an
     }
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// Answers one HTTP request with `status`.
+    fn serve_once(status: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        });
+        format!("http://{address}/-/ready")
+    }
+
+    #[test]
+    fn probe_succeeds_on_2xx_only() {
+        assert!(probe(&serve_once("200 OK"), false, 2000).is_ok());
+        let err = probe(&serve_once("503 Service Unavailable"), false, 2000).unwrap_err();
+        assert!(err.to_string().contains("503"), "{err}");
+    }
+
+    #[test]
+    fn tcp_probe_needs_a_listener() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        assert!(probe(&address, true, 2000).is_ok());
+        drop(listener);
+        assert!(probe(&address, true, 2000).is_err());
+    }
+
+    #[test]
+    fn check_args_parses_as_the_binary_does() {
+        let parses = |args: &[&str]| {
+            crate::Cli::try_parse_from(std::iter::once("hearth").chain(args.iter().copied()))
+                .is_ok()
+        };
+        assert!(parses(&[
+            "ingest",
+            "--node-id-from-hostname",
+            "--peers=1=a:1"
+        ]));
+        assert!(!parses(&[
+            "ingest",
+            "--node-id=1",
+            "--node-id-from-hostname",
+            "--peers=1=a:1"
+        ]));
+        assert!(!parses(&["store", "--no-such-flag"]));
+    }
 }

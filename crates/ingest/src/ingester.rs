@@ -473,8 +473,17 @@ impl Ingester {
         // Leader hints followed at once in a row (replicas with stale views
         // may point at each other: then the attempts back off too).
         let mut hops = 0;
+        // The leader named by the last NOT_LEADER answer: fresher than any
+        // other view, tried next.
+        let mut hint = None;
+        // Ingesters whose attempt failed (no answer in time, no quorum),
+        // with when: not tried again for FORWARD_ATTEMPT_TIMEOUT while
+        // another is left, so that a write does not wait on a dead leader
+        // twice while the shard elects a new one.
+        let mut failed: HashMap<u64, Instant> = HashMap::new();
         while Instant::now() < deadline {
-            let target = self.pick_target(shard, &replicas, attempt);
+            failed.retain(|_, at| at.elapsed() < FORWARD_ATTEMPT_TIMEOUT);
+            let target = self.pick_target(shard, &replicas, attempt, hint.take(), &failed);
             attempt += 1;
             let answer = if target == self.config.node_id {
                 self.propose_local(shard, command.clone(), samples, deadline)
@@ -497,6 +506,7 @@ impl Ingester {
                 Outcome::NotLeader => {
                     if answer.leader != 0 && answer.leader != target {
                         self.leaders.lock().insert(shard, answer.leader);
+                        hint = Some(answer.leader);
                         last_error =
                             format!("ingester {target} is not the leader of shard {shard}");
                         hops += 1;
@@ -509,6 +519,7 @@ impl Ingester {
                 }
                 Outcome::Unavailable => {
                     self.leaders.lock().remove(&shard);
+                    failed.insert(target, Instant::now());
                     last_error = answer.message;
                 }
             }
@@ -523,21 +534,37 @@ impl Ingester {
         )))
     }
 
-    /// The ingester to send the next attempt to: the known leader, else the
-    /// local replica's hint, else the replicas in turn.
-    fn pick_target(&self, shard: u64, replicas: &[u64], attempt: usize) -> u64 {
-        if let Some(leader) = self.leaders.lock().get(&shard) {
-            return *leader;
-        }
-        if let Some(r) = self.replica(shard) {
-            if let Some(leader) = r.handle.status().leader_id {
-                return ingester_of(leader);
-            }
+    /// The ingester to send the next attempt to: the leader the last
+    /// answer named (`hint`), else the local replica's leader (raft keeps
+    /// it current: it moves on from a dead leader as soon as the shard has
+    /// elected another), else the leader last written through, else the
+    /// replicas in turn. None of them that `failed` while another is left.
+    fn pick_target(
+        &self,
+        shard: u64,
+        replicas: &[u64],
+        attempt: usize,
+        hint: Option<u64>,
+        failed: &HashMap<u64, Instant>,
+    ) -> u64 {
+        let usable = |node: &u64| !failed.contains_key(node);
+        let local = self
+            .replica(shard)
+            .and_then(|r| r.handle.status().leader_id.map(ingester_of));
+        let cached = self.leaders.lock().get(&shard).copied();
+        if let Some(leader) = [hint, local, cached].into_iter().flatten().find(usable) {
+            return leader;
         }
         // The placement first, then every other ingester: replicas may have
         // moved away from the placement.
         let others = self.config.peers.keys().filter(|p| !replicas.contains(p));
-        let candidates: Vec<u64> = replicas.iter().copied().chain(others.copied()).collect();
+        let all: Vec<u64> = replicas.iter().copied().chain(others.copied()).collect();
+        let candidates: Vec<u64> = all.iter().copied().filter(usable).collect();
+        let candidates = if candidates.is_empty() {
+            all
+        } else {
+            candidates
+        };
         candidates[attempt % candidates.len()]
     }
 
