@@ -24,7 +24,9 @@ SHARDS=${SHARDS:-4}
 MAX_SAMPLES=${MAX_SAMPLES:-2000}
 ROUNDS=${ROUNDS:-2}
 
-log() { echo "[compare $(date -u +%H:%M:%S)] $*" >&2; }
+# shellcheck source=benches/lib.sh
+. "$ROOT/benches/lib.sh"
+bench_log_as compare
 
 # ---- prerequisites ---------------------------------------------------------
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
@@ -37,16 +39,7 @@ if ! python3 -c 'import snappy, requests' 2>/dev/null; then
 fi
 [ -f "$PROMRW_DIR/promrw.py" ] || { echo "no promrw.py in $PROMRW_DIR" >&2; exit 1; }
 
-TMP=$(mktemp -d /tmp/hearth-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
-    done
-    if [ "${KEEP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_tmp hearth-bench
 RES="$TMP/results"
 mkdir -p "$RES"
 

@@ -81,7 +81,9 @@ PERF_SECONDS=${PERF_SECONDS:-8}
 OUT=${OUT:-$BENCH/ingest_write.latest.md}
 PROMETHEUS=/usr/bin/prometheus
 
-log() { echo "[ingest_write $(date -u +%H:%M:%S)] $*" >&2; }
+# shellcheck source=benches/lib.sh
+. "$ROOT/benches/lib.sh"
+bench_log_as ingest_write
 
 if [ ! -x "$PROMETHEUS" ]; then
     log "installing Debian's prometheus"
@@ -90,16 +92,7 @@ fi
 command -v python3 >/dev/null || { echo "python3 is needed (ports, the report)" >&2; exit 1; }
 command -v curl >/dev/null || { echo "curl is needed" >&2; exit 1; }
 
-TMP=$(mktemp -d /tmp/hearth-ingest-write.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
-    done
-    if [ "${KEEP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_tmp hearth-ingest-write
 
 # What the figures are of: the commit and the files that differed from it
 # when the binaries were built (or the prebuilt binary's path).

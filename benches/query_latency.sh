@@ -23,7 +23,9 @@ QUERIES=${QUERIES:-$PROMRW_DIR/dev-queries.txt}
 RUNS=${RUNS:-7}
 END=${END:-$(( $(date +%s) / 3600 * 3600 ))}
 
-log() { echo "[query_latency $(date -u +%H:%M:%S)] $*" >&2; }
+# shellcheck source=benches/lib.sh
+. "$ROOT/benches/lib.sh"
+bench_log_as query_latency
 
 if ! command -v prometheus >/dev/null; then
     log "installing Debian's prometheus"
@@ -35,16 +37,7 @@ if ! python3 -c 'import snappy, requests' 2>/dev/null; then
 fi
 [ -f "$PROMRW_DIR/promrw.py" ] || { echo "no promrw.py in $PROMRW_DIR" >&2; exit 1; }
 
-TMP=$(mktemp -d /tmp/hearth-qlat.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
-    done
-    if [ "${KEEP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_tmp hearth-qlat
 
 if [ -n "${HEARTH:-}" ]; then
     log "using the prebuilt $HEARTH"

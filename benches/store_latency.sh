@@ -35,23 +35,16 @@ RUNS=${RUNS:-7}
 MEM_SERIES=${MEM_SERIES:-200000}
 END=$(( $(date +%s) / 3600 * 3600 - 7200 ))
 
-log() { echo "[store_latency $(date -u +%H:%M:%S)] $*" >&2; }
+# shellcheck source=benches/lib.sh
+. "$ROOT/benches/lib.sh"
+bench_log_as store_latency
 
 command -v prometheus >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
 }
 python3 -c 'import snappy, requests' 2>/dev/null || python3 -m pip install -q python-snappy requests
 
-TMP=$(mktemp -d /tmp/hearth-storelat.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
-    done
-    if [ "${KEEP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_tmp hearth-storelat
 
 if [ -z "${HEARTH:-}" ]; then
     log "building hearth (cargo build --release -p hearth)"

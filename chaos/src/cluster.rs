@@ -53,6 +53,17 @@ impl ComposeProject {
         self.compose(&["down", "-v"], &[]).await.map(drop)
     }
 
+    /// The services of the compose files.
+    pub async fn services(&self) -> Result<Vec<String>> {
+        let listed = self.compose(&["config", "--services"], &[]).await?;
+        Ok(listed
+            .lines()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect())
+    }
+
     /// The last `lines` log lines of a service.
     pub async fn logs(&self, service: &str, lines: usize) -> Result<String> {
         self.compose(
@@ -113,10 +124,10 @@ pub struct Cluster {
 impl Cluster {
     /// Finds the project's containers and the ingesters' published ports.
     pub async fn attach(project: ComposeProject, query_url: String) -> Result<Cluster> {
-        let services = project.compose(&["config", "--services"], &[]).await?;
         let mut containers = BTreeMap::new();
         let mut ingesters = Vec::new();
-        for service in services.lines().map(str::trim).filter(|s| !s.is_empty()) {
+        for service in &project.services().await? {
+            let service = service.as_str();
             let id = project.compose(&["ps", "-q", service], &[]).await?;
             let id = id.trim();
             if id.is_empty() {

@@ -469,17 +469,14 @@ async fn save_logs(project: &ComposeProject, dir: &Path) {
         tracing::warn!("create {}: {e}", dir.display());
         return;
     }
-    let services = [
-        "s3",
-        "scrape-a",
-        "scrape-b",
-        "ingester-1",
-        "ingester-2",
-        "ingester-3",
-        "store",
-        "query",
-    ];
-    for service in services {
+    let services = match project.services().await {
+        Ok(services) => services,
+        Err(e) => {
+            tracing::warn!("services of {}: {e:#}", project.name);
+            return;
+        }
+    };
+    for service in &services {
         match project.logs(service, 5000).await {
             Ok(text) => {
                 let _ = std::fs::write(dir.join(format!("{service}.log")), text);

@@ -399,7 +399,7 @@ impl Ingester {
     pub fn ready(&self) -> bool {
         self.replica_list()
             .iter()
-            .all(|(_, r)| r.handle.status().leader_id.is_some())
+            .all(|(_, r)| r.handle.leadership().1.is_some())
     }
 
     /// Writes `batch` for `tenant`; see the module documentation.
@@ -550,7 +550,7 @@ impl Ingester {
         let usable = |node: &u64| !failed.contains_key(node);
         let local = self
             .replica(shard)
-            .and_then(|r| r.handle.status().leader_id.map(ingester_of));
+            .and_then(|r| r.handle.leadership().1.map(ingester_of));
         let cached = self.leaders.lock().get(&shard).copied();
         if let Some(leader) = [hint, local, cached].into_iter().flatten().find(usable) {
             return leader;
@@ -579,12 +579,12 @@ impl Ingester {
         let Some(replica) = self.replica(shard) else {
             return answer(Outcome::NotLeader, "no replica of this shard here", 0);
         };
-        let status = replica.handle.status();
-        if status.role != Role::Leader {
+        let (role, leader_id) = replica.handle.leadership();
+        if role != Role::Leader {
             return answer(
                 Outcome::NotLeader,
                 "not the leader",
-                status.leader_id.map_or(0, ingester_of),
+                leader_id.map_or(0, ingester_of),
             );
         }
         self.metrics.proposals.inc();
@@ -688,7 +688,7 @@ impl Ingester {
     fn readable(&self) -> Vec<ShardData> {
         self.replica_list()
             .into_iter()
-            .filter(|(_, r)| !self.config.leader_reads || r.handle.status().role == Role::Leader)
+            .filter(|(_, r)| !self.config.leader_reads || r.handle.leadership().0 == Role::Leader)
             .map(|(_, r)| r.data.clone())
             .collect()
     }
@@ -1069,7 +1069,7 @@ impl Ingester {
         let deadline = Instant::now() + timeout;
         let mut target = self
             .replica(shard)
-            .and_then(|r| r.handle.status().leader_id)
+            .and_then(|r| r.handle.leadership().1)
             .map_or(self.config.node_id, ingester_of);
         let mut attempt = 0usize;
         let mut last = String::from("no leader found");

@@ -302,6 +302,13 @@ impl NodeHandle {
             .map_err(|_| Error::Shutdown)
     }
 
+    /// The role and the leader of the last published status, without
+    /// copying the rest (the write path asks on every shard part).
+    pub fn leadership(&self) -> (Role, Option<u64>) {
+        let status = self.status.borrow();
+        (status.role, status.leader_id)
+    }
+
     /// The last published status; never waits for the node.
     pub fn status(&self) -> NodeStatus {
         self.status.borrow().clone()
