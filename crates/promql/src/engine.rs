@@ -265,8 +265,11 @@ impl Engine {
         let mut functions = HashMap::new();
         enclosing_functions(expr, &mut functions);
         let mut warnings = Vec::new();
-        // Fetch every selector's series (encoded), then decode them all.
-        let mut fetched: Vec<(usize, i64, i64, Vec<hearth_storage_api::Series>)> = Vec::new();
+        // Fetch every selector's series (encoded), all at once: against a
+        // remote store each select is a round trip, and a query's selects
+        // then cost one round trip instead of one each. Then decode them.
+        let mut requests = Vec::new();
+        let mut windows = Vec::with_capacity(selectors.len());
         for (vs, mut mint, mut maxt) in selectors {
             if modifiers.contains_key(&selector_key(vs)) {
                 // Anchors and interpolation read one sample beyond the window
@@ -274,13 +277,26 @@ impl Engine {
                 mint -= self.opts.lookback_delta_ms;
                 maxt += self.opts.lookback_delta_ms;
             }
-            let mut merged: Vec<hearth_storage_api::Series> = Vec::new();
             let groups = selector_matchers(vs)?;
-            let several = groups.len() > 1;
+            windows.push((vs, mint, maxt, groups.len()));
             for matchers in groups {
                 let mut hints = SelectHints::new(mint, maxt);
                 hints.func = functions.get(&selector_key(vs)).copied();
-                let set = storage.select(&matchers, hints).await?;
+                requests.push((matchers, hints));
+            }
+        }
+        let sets = futures::future::try_join_all(
+            requests
+                .iter()
+                .map(|(matchers, hints)| storage.select(matchers, *hints)),
+        )
+        .await?;
+        let mut sets = sets.into_iter();
+        let mut fetched: Vec<(usize, i64, i64, Vec<hearth_storage_api::Series>)> = Vec::new();
+        for (vs, mint, maxt, groups) in windows {
+            let mut merged: Vec<hearth_storage_api::Series> = Vec::new();
+            let several = groups > 1;
+            for set in sets.by_ref().take(groups) {
                 warnings.extend(set.warnings);
                 for s in set.series {
                     if several && merged.iter().any(|m| m.labels == s.labels) {
