@@ -1614,6 +1614,14 @@ fn doc_mut<'a>(m: &'a mut Manifests, kind: &str, name: &str) -> &'a mut Value {
         .value
 }
 
+/// Replaces `from` with `to` in the text at `pointer` of a document.
+fn replace_text(m: &mut Manifests, kind: &str, name: &str, pointer: &str, from: &str, to: &str) {
+    let text = doc_mut(m, kind, name)
+        .pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("no {pointer} in {kind} {name}"));
+    *text = text.as_str().expect("text").replace(from, to).into();
+}
+
 fn hearth_args<'a>(m: &'a mut Manifests, kind: &str, name: &str) -> &'a mut Vec<Value> {
     doc_mut(m, kind, name)
         .pointer_mut("/spec/template/spec/containers/0/args")
@@ -1691,12 +1699,14 @@ fn broken_manifests_are_caught() {
         (
             "a scrape configuration hearth rejects",
             Box::new(|m| {
-                let cm = doc_mut(m, "ConfigMap", "hearth-scrape");
-                let text = cm["data"]["prometheus.yml"]
-                    .as_str()
-                    .expect("text")
-                    .replace("scrape_interval: 15s", "scrape_interval: 15");
-                cm["data"]["prometheus.yml"] = text.into();
+                replace_text(
+                    m,
+                    "ConfigMap",
+                    "hearth-scrape",
+                    "/data/prometheus.yml",
+                    "scrape_interval: 15s",
+                    "scrape_interval: 15",
+                )
             }),
             &[
                 "scrape.yaml",
@@ -1708,12 +1718,14 @@ fn broken_manifests_are_caught() {
         (
             "scraper replicas with the same labels",
             Box::new(|m| {
-                let cm = doc_mut(m, "ConfigMap", "hearth-scrape");
-                let text = cm["data"]["prometheus.yml"]
-                    .as_str()
-                    .expect("text")
-                    .replace("${POD_NAME}", "a");
-                cm["data"]["prometheus.yml"] = text.into();
+                replace_text(
+                    m,
+                    "ConfigMap",
+                    "hearth-scrape",
+                    "/data/prometheus.yml",
+                    "${POD_NAME}",
+                    "a",
+                )
             }),
             &[
                 "scrape.yaml",
@@ -1820,12 +1832,14 @@ fn broken_manifests_are_caught() {
         (
             "bucket keys that are not MinIO's",
             Box::new(|m| {
-                let secret = doc_mut(m, "Secret", "hearth-bucket");
-                let text = secret["stringData"]["bucket.yml"]
-                    .as_str()
-                    .expect("text")
-                    .replace("access_key: hearth", "access_key: admin");
-                secret["stringData"]["bucket.yml"] = text.into();
+                replace_text(
+                    m,
+                    "Secret",
+                    "hearth-bucket",
+                    "/stringData/bucket.yml",
+                    "access_key: hearth",
+                    "access_key: admin",
+                )
             }),
             &[
                 "--objstore.config-file",
@@ -1836,12 +1850,14 @@ fn broken_manifests_are_caught() {
         (
             "a bucket type hearth does not know",
             Box::new(|m| {
-                let secret = doc_mut(m, "Secret", "hearth-bucket");
-                let text = secret["stringData"]["bucket.yml"]
-                    .as_str()
-                    .expect("text")
-                    .replace("type: S3", "type: AZURE");
-                secret["stringData"]["bucket.yml"] = text.into();
+                replace_text(
+                    m,
+                    "Secret",
+                    "hearth-bucket",
+                    "/stringData/bucket.yml",
+                    "type: S3",
+                    "type: AZURE",
+                )
             }),
             &[
                 "ingest.yaml",

@@ -226,33 +226,32 @@ async fn partition(cx: &FaultContext<'_>, rng: &mut StdRng) -> Result<Fault> {
 }
 
 async fn s3_outage(cx: &FaultContext<'_>) -> Result<Fault> {
-    let injected = cx.clock.now();
-    cx.cluster
-        .docker_on(&["stop", "-t", "5"], S3_SERVICE)
-        .await?;
-    tokio::time::sleep(cx.settings.s3_outage).await;
-    cx.cluster.start(S3_SERVICE).await?;
-    cx.cluster
-        .wait_services_healthy(&[S3_SERVICE], READY_WITHIN)
-        .await?;
-    Ok(Fault {
-        target: S3_SERVICE.into(),
-        injected,
-        healed: cx.clock.now(),
-        notes: Vec::new(),
-    })
+    let stop = cx.cluster.docker_on(&["stop", "-t", "5"], S3_SERVICE);
+    service_down(cx, S3_SERVICE, stop, cx.settings.s3_outage).await
 }
 
 async fn store_kill(cx: &FaultContext<'_>) -> Result<Fault> {
+    let kill = cx.cluster.kill(STORE_SERVICE);
+    service_down(cx, STORE_SERVICE, kill, cx.settings.kill_downtime).await
+}
+
+/// Takes `service` down with `take_down`, keeps it down for `downtime`,
+/// then starts it and waits until it is healthy again.
+async fn service_down(
+    cx: &FaultContext<'_>,
+    service: &str,
+    take_down: impl std::future::Future<Output = Result<()>>,
+    downtime: Duration,
+) -> Result<Fault> {
     let injected = cx.clock.now();
-    cx.cluster.kill(STORE_SERVICE).await?;
-    tokio::time::sleep(cx.settings.kill_downtime).await;
-    cx.cluster.start(STORE_SERVICE).await?;
+    take_down.await?;
+    tokio::time::sleep(downtime).await;
+    cx.cluster.start(service).await?;
     cx.cluster
-        .wait_services_healthy(&[STORE_SERVICE], READY_WITHIN)
+        .wait_services_healthy(&[service], READY_WITHIN)
         .await?;
     Ok(Fault {
-        target: STORE_SERVICE.into(),
+        target: service.into(),
         injected,
         healed: cx.clock.now(),
         notes: Vec::new(),
